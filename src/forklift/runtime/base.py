@@ -1,0 +1,54 @@
+"""The one seam between forklift and a process runner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+NetworkMode = Literal["host", "none", "default"]
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A mount in the container: ``type`` is bind, tmpfs, proc, ...; ``source`` a host path for bind."""
+
+    target: str
+    type: str = "bind"
+    source: str | None = None
+    options: tuple[str, ...] = ()  # e.g. ("rbind", "ro")
+
+
+@dataclass(frozen=True)
+class Process:
+    """What to run: argv, environment, working directory, user and network."""
+
+    args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    additional_gids: tuple[int, ...] = ()
+    network: NetworkMode = "host"
+    terminal: bool = False
+    hostname: str = "forklift"
+    extra_hosts: Mapping[str, str] = field(default_factory=dict)
+
+
+OutputSink = Callable[[bytes], None]
+
+
+class Runtime(Protocol):
+    """Runs a process in a root filesystem and returns its exit status."""
+
+    def run(
+        self,
+        process: Process,
+        rootfs: Path,
+        mounts: tuple[Mount, ...] = (),
+        *,
+        output: OutputSink | None = None,
+    ) -> int:
+        """Run ``process`` with ``rootfs`` as ``/`` plus ``mounts``; stream stdout+stderr to ``output``."""
+        ...

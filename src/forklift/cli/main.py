@@ -59,7 +59,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         entry = COMMANDS.get(cmd_name)
         if entry is None:
-            return None
+            return super().get_command(ctx, cmd_name)
         module_name, attr, help_text = entry
         try:
             module = importlib.import_module(f"forklift.cli.{module_name}")
@@ -76,7 +76,7 @@ class LazyGroup(click.Group):
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
-        if name and name not in COMMANDS and not name.startswith("-"):
+        if name and name not in COMMANDS and name not in self.commands and not name.startswith("-"):
             import difflib
 
             close = difflib.get_close_matches(name, list(COMMANDS), n=1)

@@ -1,0 +1,1 @@
+"""The whole build on one screen: parse -> plan -> execute -> export (being written)."""

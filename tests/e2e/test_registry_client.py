@@ -58,7 +58,9 @@ def tiny_image(text: str, size: int = 0) -> tuple[bytes, bytes, bytes]:
     return layer, config, manifest
 
 
-def upload_image(client: RegistryClient, repository: str, tag: str, image: tuple[bytes, bytes, bytes]) -> Digest:
+def upload_image(
+    client: RegistryClient, repository: str, tag: str, image: tuple[bytes, bytes, bytes]
+) -> Digest:
     layer, config, manifest = image
     for blob in (layer, config):
         digest = Digest.of(blob)
@@ -120,16 +122,16 @@ def test_unknown_tag_is_not_found(plain_registry: RegistryServer) -> None:
 
 def test_basic_auth(basic_registry: RegistryServer) -> None:
     image = tiny_image("basic\n")
-    with RegistryClient(basic_registry.host, options=FAST) as anonymous:
-        with pytest.raises(RegistryAuthError, match="authentication required"):
-            anonymous.get_manifest("forklift/basic", "v1")
+    anonymous = RegistryClient(basic_registry.host, options=FAST)
+    with anonymous, pytest.raises(RegistryAuthError, match="authentication required"):
+        anonymous.get_manifest("forklift/basic", "v1")
     creds = Credentials(USER, PASSWORD)
     with RegistryClient(basic_registry.host, credentials=creds, options=FAST) as client:
         digest = upload_image(client, "forklift/basic", "v1", image)
         assert client.get_manifest("forklift/basic", "v1")[2] == digest
-    with RegistryClient(basic_registry.host, credentials=Credentials(USER, "wrong"), options=FAST) as bad:
-        with pytest.raises(RegistryAuthError):
-            bad.check()
+    bad = RegistryClient(basic_registry.host, credentials=Credentials(USER, "wrong"), options=FAST)
+    with bad, pytest.raises(RegistryAuthError):
+        bad.check()
 
 
 def test_bearer_token_flow(token_registry: TokenRegistry, tmp_path: Path) -> None:
@@ -148,9 +150,9 @@ def test_bearer_token_flow(token_registry: TokenRegistry, tmp_path: Path) -> Non
         assert anonymous.get_manifest("forklift/bearer", "v1")[2] == digest
         with pytest.raises(RegistryAuthError):
             anonymous.put_manifest("forklift/bearer", "v2", image[2], MediaType.OCI_MANIFEST)
-    with RegistryClient(token_registry.host, credentials=Credentials(USER, "bad"), options=FAST) as bad:
-        with pytest.raises(RegistryAuthError, match="token server"):
-            bad.get_manifest("forklift/bearer", "v1")
+    bad = RegistryClient(token_registry.host, credentials=Credentials(USER, "bad"), options=FAST)
+    with bad, pytest.raises(RegistryAuthError, match="token server"):
+        bad.get_manifest("forklift/bearer", "v1")
 
 
 def test_dropped_connection_resumes_with_range(
@@ -175,8 +177,8 @@ def test_flipped_byte_is_refused_and_nothing_kept(
     digest = Digest.of(blob)
     with RegistryClient(plain_registry.host, options=FAST) as client:
         client.upload_blob("forklift/flip", digest, len(blob), lambda: io.BytesIO(blob))
-    with RegistryClient(flip_proxy.host, options=FAST) as client:
-        with pytest.raises(RegistryContentMismatch, match="digest is sha256:"):
-            client.fetch_blob("forklift/flip", digest, len(blob), tmp_path / "blob")
+    proxied = RegistryClient(flip_proxy.host, options=FAST)
+    with proxied, pytest.raises(RegistryContentMismatch, match="digest is sha256:"):
+        proxied.fetch_blob("forklift/flip", digest, len(blob), tmp_path / "blob")
     assert not (tmp_path / "blob").exists()
     assert len(flip_proxy.blob_gets) == 1  # a mismatch is not retried into acceptance

@@ -1,0 +1,500 @@
+"""Run a process in a root filesystem with a real OCI runtime (runc, or crun where it works).
+
+forklift writes the bundle's ``config.json`` itself (OCI runtime spec 1.0): mount, pid, ipc and
+uts namespaces (plus a network namespace with only loopback for ``network="none"``); /proc, a
+tmpfs /dev (the runtime creates null, zero, full, random, urandom, tty, ptmx), /dev/pts, /dev/shm,
+/dev/mqueue, a read-only /sys; read-only binds of /etc/resolv.conf, /etc/hosts and /etc/hostname
+from files written into the bundle; Docker's default capabilities, masked and read-only paths;
+RLIMIT_NOFILE at the current hard limit and no other rlimit (raising one needs CAP_SYS_RESOURCE).
+No cgroup setup is needed: the container goes into a relative ``forklift/<id>`` cgroup, under the
+caller's own cgroups.
+
+The rootfs contract (what a RUN step's layer may contain afterwards):
+
+* A mount target that does not exist in the rootfs is created there before the run: directories
+  for directory mounts (they stay after the run, as BuildKit's mount-point directories do) and an
+  empty file for a file mount.
+* The placeholder *files* created for /etc/resolv.conf, /etc/hosts and /etc/hostname (and any
+  parent directory created only for them) are removed after the run, and the modification time
+  of the directory that held them is restored, so a layer never contains them. Only what forklift
+  itself created is removed: a file that existed before (in any lower layer) is never touched. On
+  overlayfs this leaves no whiteout, because the placeholder exists only in the upper directory.
+  (Overlayfs may still keep a copied-up ``/etc`` in the upper directory with its original
+  metadata; the layer differ treats a copied-up directory with unchanged metadata as unchanged.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from forklift.errors import RuntimeNotFound
+from forklift.runtime.base import Mount, OutputSink, Process
+from forklift.runtime.rootpath import resolve_in_root
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Docker's default capability set (moby oci/caps/defaults.go, as documented in `docker run`).
+DEFAULT_CAPABILITIES: tuple[str, ...] = (
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+)
+
+MASKED_PATHS: tuple[str, ...] = (
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+
+READONLY_PATHS: tuple[str, ...] = (
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+)
+
+# Files forklift provides to every container, bind-mounted read-only from the bundle directory.
+NETWORK_FILES: tuple[str, ...] = ("/etc/resolv.conf", "/etc/hosts", "/etc/hostname")
+
+CANDIDATES: tuple[str, ...] = ("runc", "crun")
+
+
+def _system_mounts() -> list[dict[str, Any]]:
+    """The mounts every container gets, before forklift's files and the caller's mounts."""
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {
+            "destination": "/dev",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+        },
+        {
+            "destination": "/dev/pts",
+            "type": "devpts",
+            "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        },
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        },
+        {
+            "destination": "/dev/mqueue",
+            "type": "mqueue",
+            "source": "mqueue",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
+        {
+            "destination": "/sys",
+            "type": "sysfs",
+            "source": "sysfs",
+            "options": ["nosuid", "noexec", "nodev", "ro"],
+        },
+    ]
+
+
+def _mount_entry(mount: Mount) -> dict[str, Any]:
+    options = list(mount.options)
+    if mount.type == "bind" and not ({"bind", "rbind"} & set(options)):
+        options.insert(0, "rbind")
+    source = mount.source if mount.source is not None else mount.type
+    return {"destination": mount.target, "type": mount.type, "source": source, "options": options}
+
+
+def build_config(
+    process: Process, rootfs: Path, mounts: tuple[Mount, ...], *, bundle: Path, nofile: int
+) -> dict[str, Any]:
+    """The OCI runtime ``config.json`` document for one run (pure: no I/O).
+
+    ``bundle`` holds the resolv.conf/hosts/hostname files; ``nofile`` is the RLIMIT_NOFILE to set
+    (soft = hard), which must not exceed the caller's hard limit.
+    """
+    env = [f"{k}={v}" for k, v in process.env]
+    if not any(k == "PATH" for k, _ in process.env):
+        env.insert(0, f"PATH={DEFAULT_PATH}")
+    caps = list(DEFAULT_CAPABILITIES)
+    # A non-root user keeps the bounding set only (as Docker does since 20.10): it can regain
+    # capabilities through setuid binaries (sudo), but does not hold them by default.
+    effective = caps if process.uid == 0 else []
+    user: dict[str, Any] = {"uid": process.uid, "gid": process.gid}
+    if process.additional_gids:
+        user["additionalGids"] = list(process.additional_gids)
+    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    if process.network == "none":
+        namespaces.append({"type": "network"})
+    config_mounts = _system_mounts()
+    for path in NETWORK_FILES:
+        config_mounts.append(
+            {
+                "destination": path,
+                "type": "bind",
+                "source": str(bundle / Path(path).name),
+                "options": ["rbind", "ro", "nosuid", "nodev", "noexec"],
+            }
+        )
+    config_mounts.extend(_mount_entry(m) for m in mounts)
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": process.terminal,
+            "user": user,
+            "args": list(process.args),
+            "env": env,
+            "cwd": process.cwd or "/",
+            "capabilities": {"bounding": caps, "effective": effective, "permitted": effective},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
+            "noNewPrivileges": False,
+        },
+        "root": {"path": str(rootfs), "readonly": False},
+        "hostname": process.hostname,
+        "mounts": config_mounts,
+        "linux": {
+            "namespaces": namespaces,
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
+        },
+    }
+
+
+def _host_file(path: str, fallback: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return fallback
+
+
+def write_network_files(bundle: Path, process: Process) -> None:
+    """Write resolv.conf, hosts and hostname for the container into ``bundle``."""
+    resolv = _host_file("/etc/resolv.conf", "")
+    hosts = _host_file("/etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    if hosts and not hosts.endswith("\n"):
+        hosts += "\n"
+    hosts += f"127.0.1.1\t{process.hostname}\n"
+    hosts += "".join(f"{ip}\t{name}\n" for name, ip in process.extra_hosts.items())
+    (bundle / "resolv.conf").write_text(resolv)
+    (bundle / "hosts").write_text(hosts)
+    (bundle / "hostname").write_text(process.hostname + "\n")
+
+
+@dataclass
+class _CreatedPath:
+    path: Path
+    is_dir: bool
+    inode: int
+    restore_parent_times: tuple[int, int] | None  # (atime_ns, mtime_ns) of the parent before
+
+
+@dataclass
+class MountTargets:
+    """Mount targets created in a rootfs before a run; ``remove_placeholders`` undoes the files."""
+
+    rootfs: Path
+    created: list[_CreatedPath] = field(default_factory=list)
+    placeholders: list[_CreatedPath] = field(default_factory=list)
+
+    def ensure(self, target: str, *, is_dir: bool, placeholder: bool) -> None:
+        """Create ``target`` (and its missing parents) in the rootfs if it does not exist.
+
+        With ``placeholder`` the created path (and parents created for it) is removed again by
+        ``remove_placeholders``; otherwise it stays (a mount-point directory, as BuildKit keeps).
+        """
+        host = resolve_in_root(self.rootfs, target)
+        if os.path.lexists(host):
+            return
+        missing: list[Path] = []
+        probe = host
+        while not os.path.lexists(probe) and probe != self.rootfs:
+            missing.append(probe)
+            probe = probe.parent
+        for index, path in enumerate(reversed(missing)):
+            parent_stat = os.stat(path.parent)
+            times = (parent_stat.st_atime_ns, parent_stat.st_mtime_ns)
+            last = index == len(missing) - 1
+            if last and not is_dir:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
+                os.close(fd)
+                entry_is_dir = False
+            else:
+                path.mkdir(mode=0o755)
+                entry_is_dir = True
+            entry = _CreatedPath(path, entry_is_dir, os.lstat(path).st_ino, times)
+            (self.placeholders if placeholder else self.created).append(entry)
+
+    def remove_placeholders(self) -> None:
+        """Remove exactly the placeholders created, newest first, and restore parents' times.
+
+        A placeholder directory the process wrote into is kept; a path that is no longer the
+        inode forklift created is not forklift's any more and is left alone.
+        """
+        for entry in reversed(self.placeholders):
+            try:
+                st = os.lstat(entry.path)
+            except FileNotFoundError:
+                continue
+            if st.st_ino != entry.inode:
+                continue
+            try:
+                if entry.is_dir:
+                    entry.path.rmdir()
+                else:
+                    entry.path.unlink()
+            except OSError:
+                continue  # not empty (the RUN wrote into it) or busy: it belongs to the layer
+            if entry.restore_parent_times is not None:
+                with suppress(OSError):
+                    os.utime(entry.path.parent, ns=entry.restore_parent_times, follow_symlinks=False)
+        self.placeholders.clear()
+
+
+def _is_file_mount(mount: Mount) -> bool:
+    return mount.type == "bind" and mount.source is not None and not os.path.isdir(mount.source)
+
+
+@contextmanager
+def prepared_rootfs(rootfs: Path, mounts: tuple[Mount, ...]) -> Iterator[MountTargets]:
+    """Create the mount targets the run needs in ``rootfs``; remove the placeholders afterwards."""
+    targets = MountTargets(rootfs)
+    try:
+        for path in NETWORK_FILES:
+            targets.ensure(path, is_dir=False, placeholder=True)
+        for mount in mounts:
+            # A file target (a secret) is a placeholder like /etc/hosts; a directory target stays.
+            file_mount = _is_file_mount(mount)
+            targets.ensure(mount.target, is_dir=not file_mount, placeholder=file_mount)
+        yield targets
+    finally:
+        targets.remove_placeholders()
+
+
+def _exit_status_from_log(log: Path, status: int) -> int:
+    """Map a runtime's own start failure to the shell's conventions (127 not found, 126 not exec)."""
+    if status == 0:
+        return status
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return status
+    if "unable to start container process" not in text and "executable file not found" not in text:
+        return status
+    if "executable file not found" in text or "no such file or directory" in text:
+        return 127
+    if "permission denied" in text:
+        return 126
+    return status
+
+
+@dataclass(frozen=True)
+class OciRuntime:
+    """A working OCI runtime binary; ``find_runtime`` makes one after a real probe run.
+
+    ``state_dir`` is the runtime's ``--root`` (its container state), kept separate from other
+    users of runc; ``bundle_dir`` is where per-run bundles are written (a temporary dir each run).
+    """
+
+    binary: Path
+    name: str
+    version: str
+    state_dir: Path = Path("/run/forklift/runtime")
+    bundle_dir: Path | None = None
+
+    def _base_args(self) -> list[str]:
+        return [str(self.binary), "--root", str(self.state_dir)]
+
+    def run(
+        self,
+        process: Process,
+        rootfs: Path,
+        mounts: tuple[Mount, ...] = (),
+        *,
+        output: OutputSink | None = None,
+    ) -> int:
+        """Run ``process`` in ``rootfs`` plus ``mounts``; stream stdout+stderr; return exit status.
+
+        stdin is /dev/null. Each run has a unique container id, and the container is always
+        deleted afterwards, also when the caller is interrupted (KeyboardInterrupt).
+        """
+        rootfs = rootfs.resolve()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.bundle_dir is not None:
+            self.bundle_dir.mkdir(parents=True, exist_ok=True)
+        bundle = Path(tempfile.mkdtemp(prefix="forklift-bundle-", dir=self.bundle_dir))
+        container_id = f"forklift-{uuid.uuid4().hex[:20]}"
+        try:
+            write_network_files(bundle, process)
+            nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            if nofile == resource.RLIM_INFINITY:
+                nofile = 1 << 20
+            config = build_config(process, rootfs, mounts, bundle=bundle, nofile=nofile)
+            config["linux"]["cgroupsPath"] = f"forklift/{container_id}"
+            (bundle / "config.json").write_text(json.dumps(config))
+            with prepared_rootfs(rootfs, mounts):
+                return self._run_bundle(bundle, container_id, output)
+        finally:
+            shutil.rmtree(bundle, ignore_errors=True)
+
+    def _run_bundle(self, bundle: Path, container_id: str, output: OutputSink | None) -> int:
+        log = bundle / "runtime.log"
+        argv = [*self._base_args(), "--log", str(log), "--log-format", "json"]
+        argv += ["run", "--bundle", str(bundle), container_id]
+        read_fd, write_fd = os.pipe()
+        proc: subprocess.Popen[bytes] | None = None
+        reader: _Pump | None = None
+        try:
+            try:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd)
+            finally:
+                os.close(write_fd)
+            reader = _Pump(read_fd, output)
+            reader.start()
+            status = proc.wait()
+            reader.join()
+            if reader.error is not None:
+                raise reader.error
+            return _exit_status_from_log(log, status)
+        finally:
+            if proc is not None and proc.poll() is None:
+                # Interrupted: stop the container, then runc itself.
+                self._quiet([*self._base_args(), "kill", container_id, "KILL"])
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            if (self.state_dir / container_id).exists():
+                self._quiet([*self._base_args(), "delete", "--force", container_id])
+            if reader is None:
+                os.close(read_fd)  # otherwise the reader owns and closes it
+            else:
+                reader.join(timeout=5)
+
+    @staticmethod
+    def _quiet(argv: list[str]) -> None:
+        subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+
+
+class _Pump(threading.Thread):
+    """Copies a pipe to ``output`` as data arrives, until every writer has closed it.
+
+    An exception from ``output`` is kept (and re-raised by the caller) while the pipe is still
+    drained, so a failing sink never blocks the container on a full pipe.
+    """
+
+    def __init__(self, fd: int, output: Callable[[bytes], None] | None) -> None:
+        super().__init__(name="forklift-output", daemon=True)
+        self.fd = fd
+        self.output = output
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while chunk := os.read(self.fd, 65536):
+                if self.output is not None and self.error is None:
+                    try:
+                        self.output(chunk)
+                    except BaseException as err:  # re-raised in the caller's thread
+                        self.error = err
+        finally:
+            with suppress(OSError):
+                os.close(self.fd)
+
+
+def _version(binary: Path) -> str:
+    try:
+        done = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"unknown ({err})"
+    first = done.stdout.strip().splitlines()
+    return first[0] if first else "unknown"
+
+
+def probe_runtime(runtime: OciRuntime) -> str | None:
+    """Run a trivial container (the host's /bin/true on read-only binds); None if it worked, else why."""
+    with tempfile.TemporaryDirectory(prefix="forklift-probe-", dir=runtime.bundle_dir) as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        rootfs.mkdir()
+        mounts = tuple(
+            Mount(target=d, type="bind", source=d, options=("rbind", "ro"))
+            for d in ("/bin", "/usr", "/lib", "/lib64", "/lib32", "/libx32")
+            if os.path.isdir(d)
+        )
+        chunks: list[bytes] = []
+        try:
+            status = runtime.run(
+                Process(args=("/bin/true",), network="host"), rootfs, mounts, output=chunks.append
+            )
+        except OSError as err:
+            return str(err)
+        if status != 0:
+            text = b"".join(chunks).decode(errors="replace").strip()
+            return f"exit status {status}: {text[-500:]}" if text else f"exit status {status}"
+        return None
+
+
+def find_runtime(
+    name: str | None = None, *, state_dir: Path | None = None, bundle_dir: Path | None = None
+) -> OciRuntime:
+    """The first OCI runtime that really runs a container here: ``name`` (a name or path) or runc, crun.
+
+    Each candidate is probed by running a trivial container once; the returned object is the
+    proof. Raises ``RuntimeNotFound`` naming every candidate and why it failed.
+    """
+    candidates = [name] if name else list(CANDIDATES)
+    failures: list[str] = []
+    for candidate in candidates:
+        found = shutil.which(candidate)
+        if found is None:
+            failures.append(f"{candidate}: not found" + ("" if "/" in candidate else " on PATH"))
+            continue
+        binary = Path(found)
+        runtime = OciRuntime(
+            binary=binary,
+            name=binary.name,
+            version=_version(binary),
+            state_dir=state_dir if state_dir is not None else OciRuntime.state_dir,
+            bundle_dir=bundle_dir,
+        )
+        why = probe_runtime(runtime)
+        if why is None:
+            return runtime
+        failures.append(f"{candidate} ({binary}) cannot run a container here: {why}")
+    raise RuntimeNotFound(
+        "no working OCI runtime: " + "; ".join(failures),
+        hint="install runc (apt-get install runc) or name a working one with --runtime; "
+        "crun 1.8 fails on hybrid cgroup v1/v2 hosts",
+    )

@@ -80,7 +80,7 @@ HEREDOC_KEYWORDS = frozenset({"run", "copy", "add"})
 
 _DIRECTIVE_RE = re.compile(r"^#[ \t\n\f\r]*([a-zA-Z][a-zA-Z0-9]*)[ \t\n\f\r]*=[ \t\n\f\r]*(.+?)[ \t\n\f\r]*$")
 _WHITESPACE_RE = re.compile(r"[\t\v\f\r ]+")  # Go's reWhitespace: argument and keyword separator
-_HEREDOC_RE = re.compile(r"^([0-9]*)<<(-?)([^<]*)$")
+_HEREDOC_RE = re.compile(r"^([0-9]*)<<(-?)[ \t\n\f\r]*([^<]*)$")
 _NOT_STRING_ARRAY = "when using JSON array syntax, arrays must be comprised of strings only"
 
 
@@ -377,7 +377,7 @@ def extract_flags(line: str) -> tuple[str, tuple[str, ...]]:
             word += ch
             i += 1
         if word == "--":
-            return line[i:], tuple(flags)
+            return _lstrip_space(line[i:]), tuple(flags)
         if blank_ok or word:
             flags.append(word)
 

@@ -89,6 +89,7 @@ class _Lexer:
         raw_escapes: bool = False,
         skip_unset: bool = False,
         expand: bool = True,
+        heredoc_markers: bool = False,
     ) -> None:
         self.text = text
         self.pos = 0
@@ -98,6 +99,7 @@ class _Lexer:
         self.raw_escapes = raw_escapes
         self.skip_unset = skip_unset
         self.expand = expand
+        self.heredoc_markers = heredoc_markers
         self.used: set[str] = set()
         self.unset: set[str] = set()
 
@@ -138,6 +140,11 @@ class _Lexer:
                     result.append(value)
                     words.add_string(value)
                     continue
+                if ch == "<" and self.heredoc_markers:
+                    value = self.process_possible_heredoc()
+                    result.append(value)
+                    words.add_raw_string(value)
+                    continue
                 if ch == "'":
                     value = self.process_single_quote()
                     result.append(value)
@@ -165,6 +172,17 @@ class _Lexer:
             return "".join(result), words.finish()
         finally:
             self.raw_escapes = saved_raw
+
+    def process_possible_heredoc(self) -> str:
+        # ``<<`` swallows the blanks after it, so ``<<  EOF`` stays one word (a heredoc marker).
+        self.next()
+        if self.peek() != "<":
+            return "<"
+        self.next()
+        start = self.pos
+        while self.peek() and self.peek() in GO_SPACES:
+            self.pos += 1
+        return "<<" + self.text[start : self.pos]
 
     def process_single_quote(self) -> str:
         result: list[str] = []
@@ -407,7 +425,10 @@ def split_raw_words(text: str, *, escape: str = "\\") -> list[str]:
     This is the view BuildKit's parser uses to find heredoc markers (``<<EOF``) on a line.
     Raises ExpansionError on an unterminated quote or a bad ``${``.
     """
-    _, words = _Lexer(text, {}, escape=escape, raw_quotes=True, raw_escapes=True, skip_unset=True).run()
+    lexer = _Lexer(
+        text, {}, escape=escape, raw_quotes=True, raw_escapes=True, skip_unset=True, heredoc_markers=True
+    )
+    _, words = lexer.run()
     return words
 
 

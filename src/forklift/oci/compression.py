@@ -82,7 +82,7 @@ def _raw_deflater(level: int) -> Any:
     return zlib.compressobj(level, zlib.DEFLATED, -15)
 
 
-def _crc32(data: bytes | memoryview, value: int) -> int:
+def _crc32(data: bytes | bytearray | memoryview, value: int) -> int:
     if _isal_zlib is not None:
         return int(_isal_zlib.crc32(data, value))
     return zlib.crc32(data, value)
@@ -109,7 +109,7 @@ class CompressingWriter:
         self._out_size = 0
         self._crc = 0
         self._finished = False
-        self._compress: Callable[[bytes | memoryview], bytes] | None = None
+        self._compress: Callable[[bytes | bytearray | memoryview], bytes] | None = None
         self._flush: Callable[[], bytes] | None = None
         if compression == "gzip":
             deflater = _raw_deflater(DEFAULT_GZIP_LEVEL if level is None else level)
@@ -125,7 +125,7 @@ class CompressingWriter:
             self._compress = zobj.compress
             self._flush = zobj.flush
 
-    def _emit(self, data: bytes | memoryview) -> None:
+    def _emit(self, data: bytes | bytearray | memoryview) -> None:
         if data:
             self._out_hash.update(data)
             self._out_size += len(data)
@@ -135,7 +135,8 @@ class CompressingWriter:
         """Take uncompressed bytes; returns how many (always all of them)."""
         if self._finished:
             raise ValueError("write after finish")
-        view = data if isinstance(data, bytes | memoryview) else memoryview(data)
+        # No memoryview of a bytearray here: callers reuse (clear) their buffer after this returns.
+        view = data
         n = len(view)
         if not n:
             return 0

@@ -39,6 +39,10 @@ MOUNT_DATA_MAX = os.sysconf("SC_PAGE_SIZE") - 1
 DIFF_OPTIONS: tuple[str, ...] = ("redirect_dir=off", "index=off", "metacopy=off")
 OPAQUE_XATTRS: tuple[str, ...] = ("trusted.overlay.opaque", "user.overlay.opaque")
 OVERLAY_XATTR_PREFIXES: tuple[str, ...] = ("trusted.overlay.", "user.overlay.")
+# The copy fallback marks the directories it merged, because a directory removed and made again
+# by the RUN may get the same inode number back: a directory without the mark is a new one.
+LOWER_MARK = "user.forklift.lower"
+_SKIPPED_XATTR_PREFIXES = (*OVERLAY_XATTR_PREFIXES, LOWER_MARK)
 _MNT_DETACH = 2
 # How many lowers one staged (read-only) overlay merges when even short links do not fit.
 _STAGE_SIZE = 64
@@ -119,19 +123,24 @@ def _short_links(lowers: Sequence[Path], stack: ExitStack) -> list[Path]:
 
 
 def _staged_lowers(lowers: Sequence[Path], stack: ExitStack) -> list[Path]:
-    """Lowers that fit one mount: chunks of the bottom layers merged into read-only overlays."""
-    links = _short_links(lowers, stack)
+    """Lowers that fit one mount: short links, and bottom chunks merged into read-only overlays.
+
+    A staged overlay only ever merges plain directories (never another staged overlay): the
+    kernel allows two levels of stacked filesystems.
+    """
+    raw = _short_links(lowers, stack)
+    staged: list[Path] = []  # top-most first, below every raw link
     while True:
-        probe = overlay_options(links, Path("/" + "u" * 200), Path("/" + "w" * 200), DIFF_OPTIONS)
+        probe = overlay_options([*raw, *staged], Path("/" + "u" * 200), Path("/" + "w" * 200), DIFF_OPTIONS)
         if len(probe.encode()) <= MOUNT_DATA_MAX:
-            return links
-        # Merge the bottom-most chunk into one read-only overlay (lowerdir only, no upper).
-        chunk, links = links[-_STAGE_SIZE:], links[:-_STAGE_SIZE]
-        staged = Path(tempfile.mkdtemp(prefix="fls"))
-        stack.callback(shutil.rmtree, staged, True)
-        _mount_overlay_data(staged, chunk, None, None)
-        stack.callback(_umount, staged)
-        links.append(staged)
+            return [*raw, *staged]
+        # Merge the bottom-most raw chunk into one read-only overlay (lowerdir only, no upper).
+        chunk, raw = raw[-_STAGE_SIZE:], raw[:-_STAGE_SIZE]
+        merged = Path(tempfile.mkdtemp(prefix="fls"))
+        stack.callback(shutil.rmtree, merged, True)
+        _mount_overlay_data(merged, chunk, None, None)
+        stack.callback(_umount, merged)
+        staged.insert(0, merged)
 
 
 @contextmanager
@@ -211,7 +220,7 @@ def _copy_xattrs(src: Path, dst: Path) -> None:
     except OSError:
         return
     for name in names:
-        if name.startswith(OVERLAY_XATTR_PREFIXES):
+        if name.startswith(_SKIPPED_XATTR_PREFIXES):
             continue
         with contextlib.suppress(OSError):
             os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
@@ -294,20 +303,49 @@ class _Seen:
     is_dir: bool
 
 
-def _record(root: Path) -> dict[str, _Seen]:
+def _mark(path: Path) -> bool:
+    try:
+        os.setxattr(path, LOWER_MARK, b"1", follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
+def _marked(path: Path) -> bool:
+    try:
+        return os.getxattr(path, LOWER_MARK, follow_symlinks=False) == b"1"
+    except OSError:
+        return False
+
+
+def _record(root: Path) -> tuple[dict[str, _Seen], bool]:
+    """What every entry under ``root`` is now; directories get the mark (whether it worked)."""
     seen: dict[str, _Seen] = {}
+    marks = True
     for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            marks = _mark(Path(dirpath, name)) and marks
         for name in dirnames + filenames:
             path = Path(dirpath, name)
             st = os.lstat(path)
             seen[str(path.relative_to(root))] = _Seen(
                 st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size, stat.S_ISDIR(st.st_mode)
             )
-    return seen
+    return seen, marks
 
 
-def write_upper(merged: Path, before: dict[str, _Seen], upper: Path) -> None:
-    """Write into ``upper`` what overlayfs would have: changed entries, whiteouts, opaque dirs."""
+def _set_opaque(path: Path) -> None:
+    try:
+        os.setxattr(path, OPAQUE_XATTRS[0], b"y", follow_symlinks=False)
+    except PermissionError:  # trusted.* needs CAP_SYS_ADMIN; overlayfs' userxattr form then
+        os.setxattr(path, OPAQUE_XATTRS[1], b"y", follow_symlinks=False)
+
+
+def write_upper(merged: Path, before: dict[str, _Seen], upper: Path, *, marks: bool = False) -> None:
+    """Write into ``upper`` what overlayfs would have: changed entries, whiteouts, opaque dirs.
+
+    With ``marks``, directories of ``before`` carry ``LOWER_MARK`` and one without it is new.
+    """
     links: dict[tuple[int, int], Path] = {}
     dir_times: list[tuple[Path, int, int]] = []
     children: dict[str, list[str]] = {}
@@ -345,7 +383,9 @@ def write_upper(merged: Path, before: dict[str, _Seen], upper: Path) -> None:
                 if is_dir:
                     walk(rel, True)
                 continue
-            replaced = old.ino != st.st_ino
+            replaced = old.ino != st.st_ino or old.is_dir != is_dir
+            if is_dir and not replaced and marks:
+                replaced = not _marked(merged / rel)
             changed = replaced or (old.ctime_ns, old.mtime_ns, old.size) != (
                 st.st_ctime_ns,
                 st.st_mtime_ns,
@@ -355,7 +395,7 @@ def write_upper(merged: Path, before: dict[str, _Seen], upper: Path) -> None:
                 copy(rel, st)
                 if is_dir and replaced:
                     # A directory created where a lower entry was: overlayfs makes it opaque.
-                    os.setxattr(upper / rel, OPAQUE_XATTRS[0], b"y", follow_symlinks=False)
+                    _set_opaque(upper / rel)
             if is_dir:
                 walk(rel, replaced)
         if all_new:
@@ -383,9 +423,9 @@ def copied_rootfs(lowers: Sequence[Path], upper: Path, target: Path) -> Iterator
     target.mkdir(parents=True, exist_ok=True)
     try:
         merge_lowers(lowers, target)
-        before = _record(target)
+        before, marks = _record(target)
         yield target
-        write_upper(target, before, upper)
+        write_upper(target, before, upper, marks=marks)
     finally:
         for child in list(target.iterdir()):
             _remove(child)

@@ -16,7 +16,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal, cast, get_args
+from typing import Any, BinaryIO, Literal, Protocol, cast, get_args
 
 from forklift.errors import ImageError
 
@@ -48,6 +48,12 @@ try:  # isal is a declared dependency, but a platform without a wheel still work
 except ImportError:  # pragma: no cover - exercised only where isal is not installed
     _isal_zlib = None
     HAVE_ISAL = False
+
+
+class ByteSink(Protocol):
+    """Anything bytes can be written to: a binary file, a store's blob writer, a socket wrapper."""
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,7 @@ class CompressingWriter:
     writer use, so a layer is read, hashed, compressed and written in one pass.
     """
 
-    def __init__(self, dst: BinaryIO, compression: Compression, *, level: int | None = None) -> None:
+    def __init__(self, dst: ByteSink, compression: Compression, *, level: int | None = None) -> None:
         if compression not in COMPRESSIONS:
             raise ImageError(
                 f"unknown compression {compression!r} (expected one of {', '.join(COMPRESSIONS)})"
@@ -175,7 +181,7 @@ class CompressingWriter:
 
 
 def compress_file(
-    src: BinaryIO, dst: BinaryIO, compression: Compression, *, level: int | None = None
+    src: BinaryIO, dst: ByteSink, compression: Compression, *, level: int | None = None
 ) -> CompressResult:
     """Copy ``src`` (uncompressed) to ``dst`` compressed, returning digest and diff_id from one pass.
 

@@ -25,10 +25,10 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
 from forklift.errors import BuildError
-from forklift.oci.compression import CompressingWriter, Compression
+from forklift.oci.compression import ByteSink, CompressingWriter, Compression
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
@@ -121,7 +121,7 @@ class LayerDigests:
     entries: int = field(default=0)
 
 
-def write_layer(source: LayerSource, out: BinaryIO, options: LayerOptions | None = None) -> LayerDigests:
+def write_layer(source: LayerSource, out: ByteSink, options: LayerOptions | None = None) -> LayerDigests:
     """Write ``source`` as a layer tar to ``out`` (compressed per ``options``) and return its digests.
 
     Deterministic: the same tree and options give the same bytes. ``out`` is written sequentially and

@@ -44,7 +44,7 @@ def read_dockerfile(file: str | None, context: Path) -> tuple[str, str]:
 
 
 def parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
-    """``K=V`` pairs; a bare ``K`` takes its value from the environment (skipped when unset), as docker does."""
+    """``K=V`` pairs; a bare ``K`` takes its value from the environment (skipped if unset), like docker."""
     out: dict[str, str] = {}
     for item in values:
         key, has_value, value = item.partition("=")

@@ -1,0 +1,114 @@
+"""``forklift check``: run the build checks on a Dockerfile without building anything."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import cast
+
+import click
+
+from forklift.dockerfile.checks import CheckOptions, CheckReport, run_checks
+from forklift.dockerfile.checks.framework import IgnoreMatcher
+from forklift.dockerfile.syntax import parse
+from forklift.errors import ForkliftError
+
+
+def parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
+    """``K=V`` pairs; a bare ``K`` takes its value from the environment (and is skipped when unset)."""
+    args: dict[str, str] = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not key:
+            raise ForkliftError(f"invalid --build-arg {value!r}: expected KEY=VALUE")
+        if sep:
+            args[key] = val
+        elif key in os.environ:
+            args[key] = os.environ[key]
+    return args
+
+
+def find_dockerignore(context: Path, dockerfile: Path | None) -> str | None:
+    """The ignore file's text: ``<Dockerfile>.dockerignore`` next to the Dockerfile wins, as in BuildKit."""
+    candidates = []
+    if dockerfile is not None:
+        candidates.append(dockerfile.with_name(dockerfile.name + ".dockerignore"))
+    candidates.append(context / ".dockerignore")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8", errors="replace")
+    return None
+
+
+def load_dockerignore(text: str | None) -> IgnoreMatcher | None:
+    """Parse ``.dockerignore`` text with ``forklift.dockerfile.ignore`` (None when there is none)."""
+    if text is None:
+        return None
+    module = importlib.import_module("forklift.dockerfile.ignore")
+    return cast(IgnoreMatcher, module.parse_dockerignore(text))
+
+
+def render_report(report: CheckReport, fmt: str) -> str:
+    """The report as text lines or as a JSON list of findings."""
+    if fmt == "json":
+        return json.dumps([f.to_json() for f in report.findings], indent=2)
+    return "\n".join(f.render() for f in report.findings)
+
+
+@click.command("check")
+@click.option(
+    "-f",
+    "--file",
+    "dockerfile",
+    default=None,
+    help="The Dockerfile (default CONTEXT/Dockerfile; '-' reads standard input).",
+)
+@click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE", help="A build argument.")
+@click.option("--target", "targets", multiple=True, metavar="STAGE", help="The stage(s) that would be built.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+@click.argument("context", default=".", type=click.Path(file_okay=False, path_type=Path))
+def check_command(
+    dockerfile: str | None, build_args: tuple[str, ...], targets: tuple[str, ...], fmt: str, context: Path
+) -> None:
+    """Run the build checks on a Dockerfile (no build, no network).
+
+    Exit status 0 when there are only warnings, 1 when any finding is an error
+    (``# check=error=true``). Rules are documented in docs/checks/<Rule>.md.
+    """
+    if dockerfile == "-":
+        text, name, path = sys.stdin.read(), "Dockerfile", None
+    else:
+        path = Path(dockerfile) if dockerfile else context / "Dockerfile"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ForkliftError(f"cannot read Dockerfile {path}: {err.strerror or err}") from err
+        except UnicodeDecodeError as err:
+            raise ForkliftError(f"Dockerfile {path} is not UTF-8 text") from err
+        name = str(path)
+    parsed = parse(text, file=name)
+    options = CheckOptions(
+        build_args=parse_build_args(build_args),
+        targets=targets,
+        dockerignore=load_dockerignore(find_dockerignore(context, path)),
+    )
+    report = run_checks(parsed, options)
+    output = render_report(report, fmt)
+    if output:
+        click.echo(output)
+    if fmt == "text":
+        errors = sum(1 for f in report.findings if f.severity == "error")
+        warnings = len(report.findings) - errors
+        click.echo(f"{warnings} warning(s), {errors} error(s)", err=True)
+    if report.failed:
+        raise click.exceptions.Exit(1)

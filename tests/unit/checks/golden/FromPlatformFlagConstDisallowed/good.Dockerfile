@@ -1,0 +1,2 @@
+FROM --platform=$BUILDPLATFORM alpine:3.20 AS base
+RUN echo hi > /out

@@ -1,0 +1,3 @@
+ARG VERSION=1.2.3
+FROM alpine:3.20
+RUN echo "building version $VERSION" > /version

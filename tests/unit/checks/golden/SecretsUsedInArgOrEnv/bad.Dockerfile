@@ -1,0 +1,3 @@
+FROM alpine:3.20
+ARG GITHUB_TOKEN
+RUN test -n "$GITHUB_TOKEN"

@@ -1,0 +1,3 @@
+FROM alpine:3.20
+ARG APP_HOME=/app
+ENV PATH=$PATH:$APP_HOME/bin

@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, Generic, Protocol, TypeVar
 
 import httpx
 
@@ -252,24 +252,41 @@ class RegistryClient:
         *,
         on_bytes: Callable[[int], None] | None = None,
     ) -> None:
-        """Download a blob into ``dest``, checking size and digest as it streams.
+        """Download a blob into the file ``dest``, verified (see ``fetch_blob_into``); on error
+        ``dest`` does not exist."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        sink = self.fetch_blob_into(repository, digest, size, lambda: _FileSink(dest), on_bytes=on_bytes)
+        sink.close()
 
-        A broken download is resumed with ``Range: bytes=N-`` (from scratch if the registry ignores
-        it), with backoff between attempts. On a digest or size mismatch ``dest`` is removed and
-        ``RegistryContentMismatch`` raised; a mismatch is never retried.
+    def fetch_blob_into(
+        self,
+        repository: str,
+        digest: Digest,
+        size: int,
+        new_sink: Callable[[], _Sink],
+        *,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> _Sink:
+        """Stream a blob into a sink from ``new_sink``, checking size and digest as it arrives.
+
+        A broken download resumes with ``Range: bytes=N-`` into the same sink; if the registry
+        ignores the range, the sink is aborted and a fresh one started. Returns the sink holding
+        exactly the verified content (the caller commits it). On a digest or size mismatch the
+        sink is aborted and ``RegistryContentMismatch`` raised; a mismatch is never retried.
         """
         what = f"blob {digest} of {repository}"
         url = self.url(repository, "blobs", str(digest))
-        state = _Download(digest, size, dest)
+        state: _Download[_Sink] = _Download(digest, size, new_sink)
         try:
             self._with_retries(what, lambda: self._fetch_once(url, what, state, on_bytes))
             state.finish(what, self.host)
         except BaseException:
-            state.discard()
+            state.sink.abort()
             raise
+        return state.sink
 
     def _fetch_once(
-        self, url: str, what: str, state: _Download, on_bytes: Callable[[int], None] | None
+        self, url: str, what: str, state: _Download[_Sink], on_bytes: Callable[[int], None] | None
     ) -> None:
         headers = {"Range": f"bytes={state.offset}-"} if state.offset else {}
         with self.http.stream("GET", url, headers=headers) as response:
@@ -282,7 +299,8 @@ class RegistryClient:
                     state.restart()  # not the range we asked for: start over rather than guess
                     raise httpx.RemoteProtocolError("unexpected Content-Range", request=response.request)
             elif response.status_code == 200:
-                state.restart()
+                if state.offset:
+                    state.restart()
             else:
                 response.read()
                 raise error_for_response(response, what)
@@ -447,33 +465,60 @@ def _manifest_media_type(raw: bytes, content_type: str) -> str:
     return MediaType.OCI_MANIFEST
 
 
-class _Download:
-    """A blob arriving in a file: bytes so far and their running hash, so a retry can resume."""
+class BlobSink(Protocol):
+    """Where a download goes: written in order, aborted to throw it away (e.g. a store BlobWriter)."""
 
-    def __init__(self, digest: Digest, size: int, dest: Path) -> None:
-        self.digest, self.size, self.dest = digest, size, dest
+    def write(self, data: bytes) -> int: ...
+
+    def abort(self) -> None: ...
+
+
+_Sink = TypeVar("_Sink", bound=BlobSink)
+
+
+class _FileSink:
+    """A BlobSink writing a plain file, removed on abort."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: BinaryIO = path.open("wb")
+
+    def write(self, data: bytes) -> int:
+        return self.file.write(data)
+
+    def close(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+
+    def abort(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class _Download(Generic[_Sink]):
+    """A blob arriving in a sink: bytes so far and their running hash, so a retry can resume."""
+
+    def __init__(self, digest: Digest, size: int, new_sink: Callable[[], _Sink]) -> None:
+        self.digest, self.size, self.new_sink = digest, size, new_sink
         self.hasher = digest.hasher()
         self.offset = 0
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        self.file: BinaryIO = dest.open("wb")
+        self.sink = new_sink()
 
     def restart(self) -> None:
-        self.file.seek(0)
-        self.file.truncate()
+        self.sink.abort()
+        self.sink = self.new_sink()
         self.hasher = self.digest.hasher()
         self.offset = 0
 
     def write(self, chunk: bytes, what: str, host: str) -> None:
         if self.offset + len(chunk) > self.size >= 0:
             raise RegistryContentMismatch(f"{what}: {host} sent more than the {self.size} bytes promised")
-        self.file.write(chunk)
+        self.sink.write(chunk)
         self.hasher.update(chunk)
         self.offset += len(chunk)
 
     def finish(self, what: str, host: str) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
         if self.size >= 0 and self.offset != self.size:
             raise RegistryContentMismatch(
                 f"{what}: {host} sent {self.offset} bytes, the manifest promised {self.size}"
@@ -484,10 +529,6 @@ class _Download:
                 f"{what}: {host} served content whose digest is {actual}",
                 hint="the registry (or something between it and you) corrupted the blob; nothing was stored",
             )
-
-    def discard(self) -> None:
-        self.file.close()
-        self.dest.unlink(missing_ok=True)
 
 
 @contextmanager

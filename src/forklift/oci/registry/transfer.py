@@ -1,0 +1,255 @@
+"""Images between the local store and a registry: ``pull_image`` and ``push_image``.
+
+Pull: the manifest or index by tag or digest; from an index, the manifest for the wanted platform;
+then the config and layers the store does not hold yet, fetched concurrently, each verified while it
+streams into a store ``BlobWriter`` and committed only when its digest and size match, so nothing of
+a bad blob enters the store. The manifest is stored last and the name pointed at it, under a lease so
+a concurrent prune cannot remove the new blobs in between.
+
+Push: every blob the manifest names is checked with HEAD, mounted from another repository of the same
+registry when the caller names candidates (``mount_from``), or uploaded; then the manifest by tag.
+Manifests go up in the family they are stored in, or converted to Docker or OCI media types on request
+(a conversion changes the manifest digest, not the blobs).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from forklift.errors import ImageError
+from forklift.oci.model import (
+    Descriptor,
+    Digest,
+    Index,
+    Manifest,
+    MediaType,
+    Platform,
+    parse_manifest_or_index,
+)
+from forklift.oci.registry.auth import Credentials, default_docker_config, lookup_credentials
+from forklift.oci.registry.client import RegistryClient, RegistryOptions
+from forklift.oci.registry.errors import RegistryProtocolError
+from forklift.oci.registry.reference import parse_reference
+from forklift.oci.store import Store
+
+MediaFamily = Literal["oci", "docker"]
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What a pull stored: the name it set, the manifest (and index) digests, and the config digest."""
+
+    name: str  # the store reference that now points at the manifest (docker's full form)
+    manifest_digest: Digest
+    config_digest: Digest
+    index_digest: Digest | None  # when the reference named an index and a platform was chosen
+    blobs_fetched: int  # blobs downloaded (the rest were already in the store)
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What a push sent: the destination, the digest the registry now has under the tag, blob counts."""
+
+    name: str
+    digest: Digest
+    uploaded: int
+    mounted: int
+    existing: int
+
+
+def credentials_for(domain: str, docker_config: Path | None) -> Credentials | None:
+    """Stored credentials for a registry domain (docker's config file, or the one given)."""
+    return lookup_credentials(domain, config_path=docker_config or default_docker_config())
+
+
+def pull_image(
+    store: Store,
+    reference: str,
+    *,
+    platform: Platform | None = None,
+    options: RegistryOptions | None = None,
+    credentials: Credentials | None = None,
+    docker_config: Path | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> PullResult:
+    """Pull ``reference`` (``busybox``, ``host:5000/a/b:tag``, ``name@sha256:...``) into ``store``.
+
+    ``platform`` (default ``linux/amd64`` on this machine: ``Platform.host()``) picks the manifest
+    from an index. Credentials default to those stored for the registry in docker's config.
+    ``progress(digest, nbytes)`` is called as bytes of each blob arrive (from worker threads).
+    Returns what was stored; the store's reference ``PullResult.name`` points at the manifest.
+    """
+    name = parse_reference(reference)
+    wanted = platform or Platform.host()
+    creds = credentials if credentials is not None else credentials_for(name.domain, docker_config)
+    options = options or RegistryOptions()
+    with RegistryClient(name.domain, credentials=creds, options=options) as client, store.lease() as lease:
+        raw, media_type, digest = client.get_manifest(name.path, name.manifest_ref)
+        index_digest = None
+        if MediaType.is_index(media_type):
+            index_digest = digest
+            store.put_bytes(raw, digest, lease=lease)
+            child = Index.from_bytes(raw).select(wanted)
+            raw, media_type, digest = client.get_manifest(name.path, str(child.digest))
+            if digest != child.digest:
+                raise RegistryProtocolError(f"{name}: the index names {child.digest}, got {digest}")
+        if not MediaType.is_manifest(media_type):
+            raise ImageError(f"{name} is a {media_type}, not an image manifest")
+        manifest = Manifest.from_bytes(raw)
+        blobs = [manifest.config, *manifest.layers]
+        missing = _unique([d for d in blobs if not store.has(d.digest)])
+        for desc in blobs:
+            if store.has(desc.digest):
+                lease.add(desc.digest)
+
+        def fetch(desc: Descriptor) -> None:
+            on_bytes = None if progress is None else (lambda n, d=str(desc.digest): progress(d, n))
+            new_writer = lambda: store.writer(desc.digest.algorithm)  # noqa: E731
+            sink = client.fetch_blob_into(name.path, desc.digest, desc.size, new_writer, on_bytes=on_bytes)
+            sink.commit(desc.digest, size=desc.size, lease=lease)
+
+        _run_concurrently(fetch, missing, options.max_workers)
+        store.put_bytes(raw, digest, lease=lease)
+        store.set_ref(str(name), digest)
+    return PullResult(
+        name=str(name),
+        manifest_digest=digest,
+        config_digest=manifest.config.digest,
+        index_digest=index_digest,
+        blobs_fetched=len(missing),
+    )
+
+
+def push_image(
+    store: Store,
+    source: str,
+    destination: str | None = None,
+    *,
+    media_types: MediaFamily | None = None,
+    mount_from: Sequence[str] = (),
+    options: RegistryOptions | None = None,
+    credentials: Credentials | None = None,
+    docker_config: Path | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> PushResult:
+    """Push the stored image named ``source`` to ``destination`` (default: ``source`` itself).
+
+    ``media_types`` converts the manifest to the OCI or Docker family (None keeps it as stored).
+    ``mount_from`` names repositories on the destination registry that may hold the blobs already
+    (e.g. the base image's); the registry mounts them instead of receiving an upload.
+    Returns the digest of the manifest (or index) the tag now points at.
+    """
+    src = parse_reference(source)
+    dest = parse_reference(destination or source)
+    if dest.digest is not None:
+        raise ImageError(f"cannot push to {destination}: push to a tag, not a digest")
+    top = store.get_ref(str(src))
+    if top is None:
+        raise ImageError(f"no image named {source} in the store", hint="see 'forklift images'")
+    creds = credentials if credentials is not None else credentials_for(dest.domain, docker_config)
+    options = options or RegistryOptions()
+    counts = {"uploaded": 0, "mounted": 0, "existing": 0}
+    counts_lock = threading.Lock()
+
+    def count(kind: str) -> None:
+        with counts_lock:
+            counts[kind] += 1
+
+    mounts = [parse_reference(m) for m in mount_from]
+    sources = [m.path for m in mounts if m.domain == dest.domain and m.path != dest.path]
+    with RegistryClient(dest.domain, credentials=creds, options=options) as client:
+
+        def push_blob(desc: Descriptor) -> None:
+            if client.blob_exists(dest.path, desc.digest):
+                count("existing")
+                return
+            session = None
+            for repo in sources:
+                session = client.mount_blob(dest.path, desc.digest, repo)
+                if session is None:
+                    count("mounted")
+                    return
+            on_bytes = None if progress is None else (lambda n, d=str(desc.digest): progress(d, n))
+            client.upload_blob(
+                dest.path, desc.digest, desc.size,
+                lambda: store.open_blob(desc.digest, size=desc.size), location=session, on_bytes=on_bytes,
+            )  # fmt: skip
+            count("uploaded")
+
+        def push_manifest(digest: Digest, reference: str | None) -> tuple[Digest, str, bytes]:
+            raw = store.read_blob(digest)
+            parsed = parse_manifest_or_index(raw)
+            if isinstance(parsed, Index):
+                children = [push_manifest(d.digest, None) for d in parsed.manifests]
+                converted = _convert_index(parsed, children, media_types)
+                out, media_type = converted.to_bytes(), converted.media_type
+                if converted == parsed:
+                    out = raw
+            else:
+                _run_concurrently(push_blob, _unique([parsed.config, *parsed.layers]), options.max_workers)
+                converted_manifest = _convert(parsed, media_types)
+                out, media_type = converted_manifest.to_bytes(), converted_manifest.media_type
+                if converted_manifest == parsed:
+                    out = raw  # keep the stored bytes (and so the digest) exactly
+            pushed = client.put_manifest(dest.path, reference or str(Digest.of(out)), out, media_type)
+            return pushed, media_type, out
+
+        digest, _, _ = push_manifest(top, dest.tag or "latest")
+    return PushResult(name=str(dest), digest=digest, **counts)
+
+
+def _convert(manifest: Manifest, family: MediaFamily | None) -> Manifest:
+    if family == "docker" and not manifest.is_docker:
+        return manifest.to_docker()
+    if family == "oci" and manifest.is_docker:
+        return manifest.to_oci()
+    return manifest
+
+
+def _convert_index(
+    index: Index, children: list[tuple[Digest, str, bytes]], family: MediaFamily | None
+) -> Index:
+    from dataclasses import replace
+
+    manifests = tuple(
+        replace(desc, digest=digest, media_type=media_type, size=len(raw))
+        for desc, (digest, media_type, raw) in zip(index.manifests, children, strict=True)
+    )
+    result = replace(index, manifests=manifests)
+    if family == "docker":
+        return replace(result.to_docker(), manifests=manifests)
+    if family == "oci":
+        return replace(result, media_type=MediaType.OCI_INDEX)
+    return result
+
+
+def _unique(descs: list[Descriptor]) -> list[Descriptor]:
+    seen: set[Digest] = set()
+    out = []
+    for desc in descs:
+        if desc.digest not in seen:
+            seen.add(desc.digest)
+            out.append(desc)
+    return out
+
+
+def _run_concurrently(work: Callable[[Descriptor], None], items: list[Descriptor], workers: int) -> None:
+    """Run ``work`` on each item in threads; on the first error the rest not yet started are
+    cancelled, the running ones finish, and that error is raised."""
+    if len(items) <= 1:
+        for item in items:
+            work(item)
+        return
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
+        futures = [pool.submit(work, item) for item in items]
+        _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+    for future in futures:
+        if not future.cancelled() and (error := future.exception()) is not None:
+            raise error

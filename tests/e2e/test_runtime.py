@@ -213,3 +213,54 @@ def test_unknown_runtime_is_a_clear_error(tmp_path: Path) -> None:
     fake.chmod(0o755)
     with pytest.raises(RuntimeNotFound, match="cannot run a container here: exit status 1: broken"):
         find_runtime(str(fake), state_dir=tmp_path)
+
+
+def test_run_attached_uses_the_callers_descriptors(runtime: OciRuntime, layer: Layer, tmp_path: Path) -> None:
+    (tmp_path / "in").write_text("from stdin\n")
+    with (
+        open(tmp_path / "in", "rb") as stdin,
+        open(tmp_path / "out", "wb") as stdout,
+        open(tmp_path / "err", "wb") as stderr,
+    ):
+        status = runtime.run_attached(
+            Process(args=("/bin/sh", "-c", "cat; echo to-err >&2; exit 4")),
+            layer.root,
+            stdin=stdin.fileno(),
+            stdout=stdout.fileno(),
+            stderr=stderr.fileno(),
+        )
+    assert status == 4
+    assert (tmp_path / "out").read_text() == "from stdin\n"
+    assert (tmp_path / "err").read_text() == "to-err\n"
+
+
+def test_run_attached_with_a_terminal(runtime: OciRuntime, layer: Layer) -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        status = runtime.run_attached(
+            Process(args=("/bin/sh", "-c", "tty; [ -t 0 ] && echo interactive"), terminal=True),
+            layer.root,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+        )
+        os.close(slave)
+        slave = -1
+        data = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every slave descriptor is closed
+                break
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert status == 0
+    assert b"/dev/pts/0" in data
+    assert b"interactive" in data

@@ -35,7 +35,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -346,9 +346,60 @@ class OciRuntime:
     ) -> int:
         """Run ``process`` in ``rootfs`` plus ``mounts``; stream stdout+stderr; return exit status.
 
-        stdin is /dev/null. Each run has a unique container id, and the container is always
-        deleted afterwards, also when the caller is interrupted (KeyboardInterrupt).
+        stdin is /dev/null; stdout and stderr share one pipe whose data reaches ``output`` as it
+        arrives (from a reader thread). A process the runtime cannot start (command not found, not
+        executable) returns 127 or 126, as a shell would, with the runtime's message in the output.
+        Each run has a unique container id, and the container is always deleted afterwards, also
+        when the caller is interrupted (KeyboardInterrupt). ``process.terminal`` is ignored here.
         """
+        with self._bundle(replace(process, terminal=False), rootfs, mounts) as (bundle, container_id):
+            read_fd, write_fd = os.pipe()
+            reader: _Pump | None = None
+            try:
+                try:
+                    proc = self._spawn(bundle, container_id, subprocess.DEVNULL, write_fd, write_fd)
+                finally:
+                    os.close(write_fd)
+                reader = _Pump(read_fd, output)
+                reader.start()
+                status = self._wait(proc, container_id, grace=0.0)
+                reader.join()
+                if reader.error is not None:
+                    raise reader.error
+                return _exit_status_from_log(bundle / "runtime.log", status)
+            finally:
+                if reader is None:
+                    os.close(read_fd)  # otherwise the reader owns and closes it
+                else:
+                    reader.join(timeout=5)
+
+    def run_attached(
+        self,
+        process: Process,
+        rootfs: Path,
+        mounts: tuple[Mount, ...] = (),
+        *,
+        stdin: int | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+    ) -> int:
+        """Run with the caller's file descriptors (``None``: inherit this process's); for ``forklift run``.
+
+        With ``process.terminal`` the runtime allocates a pseudo-terminal and relays it to its own
+        stdin/stdout, which should then be the user's terminal (``-it``). On Ctrl-C the runtime
+        forwards the signal to the container, which gets 10 seconds to exit before it is killed;
+        the container's exit status is returned either way.
+        """
+        with self._bundle(process, rootfs, mounts) as (bundle, container_id):
+            proc = self._spawn(bundle, container_id, stdin, stdout, stderr)
+            status = self._wait(proc, container_id, grace=10.0)
+            return _exit_status_from_log(bundle / "runtime.log", status)
+
+    @contextmanager
+    def _bundle(
+        self, process: Process, rootfs: Path, mounts: tuple[Mount, ...]
+    ) -> Iterator[tuple[Path, str]]:
+        """A bundle directory with config.json and the network files; the rootfs prepared; cleanup."""
         rootfs = rootfs.resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self.bundle_dir is not None:
@@ -364,44 +415,38 @@ class OciRuntime:
             config["linux"]["cgroupsPath"] = f"forklift/{container_id}"
             (bundle / "config.json").write_text(json.dumps(config))
             with prepared_rootfs(rootfs, mounts):
-                return self._run_bundle(bundle, container_id, output)
+                try:
+                    yield bundle, container_id
+                finally:
+                    if (self.state_dir / container_id).exists():
+                        self._quiet([*self._base_args(), "delete", "--force", container_id])
         finally:
             shutil.rmtree(bundle, ignore_errors=True)
 
-    def _run_bundle(self, bundle: Path, container_id: str, output: OutputSink | None) -> int:
-        log = bundle / "runtime.log"
-        argv = [*self._base_args(), "--log", str(log), "--log-format", "json"]
+    def _spawn(
+        self, bundle: Path, container_id: str, stdin: int | None, stdout: int | None, stderr: int | None
+    ) -> subprocess.Popen[bytes]:
+        argv = [*self._base_args(), "--log", str(bundle / "runtime.log"), "--log-format", "json"]
         argv += ["run", "--bundle", str(bundle), container_id]
-        read_fd, write_fd = os.pipe()
-        proc: subprocess.Popen[bytes] | None = None
-        reader: _Pump | None = None
+        return subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr)
+
+    def _wait(self, proc: subprocess.Popen[bytes], container_id: str, *, grace: float) -> int:
+        """The runtime's exit status; if interrupted, the container is killed (after ``grace`` s)."""
         try:
-            try:
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd)
-            finally:
-                os.close(write_fd)
-            reader = _Pump(read_fd, output)
-            reader.start()
-            status = proc.wait()
-            reader.join()
-            if reader.error is not None:
-                raise reader.error
-            return _exit_status_from_log(log, status)
+            return proc.wait()
+        except KeyboardInterrupt:
+            if grace > 0:
+                with suppress(subprocess.TimeoutExpired):
+                    return proc.wait(timeout=grace)
+            raise
         finally:
-            if proc is not None and proc.poll() is None:
-                # Interrupted: stop the container, then runc itself.
+            if proc.poll() is None:
                 self._quiet([*self._base_args(), "kill", container_id, "KILL"])
                 try:
                     proc.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-            if (self.state_dir / container_id).exists():
-                self._quiet([*self._base_args(), "delete", "--force", container_id])
-            if reader is None:
-                os.close(read_fd)  # otherwise the reader owns and closes it
-            else:
-                reader.join(timeout=5)
 
     @staticmethod
     def _quiet(argv: list[str]) -> None:

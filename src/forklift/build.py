@@ -1,1 +1,347 @@
-"""The whole build on one screen: parse -> plan -> execute -> export (being written)."""
+"""The whole story on one screen: parse -> plan -> execute -> export.
+
+``build(options)`` reads the Dockerfile, plans the stage graph (pruned to the targets), runs the
+stages the targets need (independent ones at the same time) through the persistent cache, writes
+each target's image into the store, and hands it to the outputs: store tags, an OCI layout or
+archive, a docker-archive, a root filesystem directory or tarball. It emits progress events and
+never prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from forklift.dockerfile.ignore import DockerIgnore
+from forklift.errors import ForkliftError
+from forklift.execute.engine import BuildEnv, ExecOptions, RuntimeProvider, SecretSource, StageResult
+from forklift.execute.state import StageState
+from forklift.oci.image import Image, StoreImage
+from forklift.oci.model import Descriptor, Digest, Manifest, MediaType, Platform
+from forklift.oci.store import Lease, Store
+from forklift.report.progress import BuildFinished, EventSink, discard
+from forklift.runtime.base import Runtime
+
+OUTPUT_TYPES = ("oci", "docker", "local", "tar", "image")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputSpec:
+    """One ``--output``: ``type`` (oci, docker, local, tar, image) and its attributes."""
+
+    type: str
+    dest: Path | None = None
+    tar: bool = True  # oci: a tar file (False: a layout directory)
+    name: str | None = None
+
+    @staticmethod
+    def parse(text: str) -> OutputSpec:
+        """``type=oci,dest=out.tar[,tar=false]``; a bare path means ``type=local,dest=PATH``."""
+        if "=" not in text:
+            return OutputSpec(type="local", dest=Path(text))
+        fields: dict[str, str] = {}
+        for part in text.split(","):
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise ForkliftError(f"invalid --output {text!r}: {part!r} is not key=value")
+            fields[key.strip().lower()] = value.strip()
+        kind = fields.pop("type", "local")
+        if kind == "registry":
+            raise ForkliftError("--output type=registry is not supported yet", hint="use forklift push")
+        if kind not in OUTPUT_TYPES:
+            raise ForkliftError(f"invalid --output type {kind!r}", hint="one of " + ", ".join(OUTPUT_TYPES))
+        dest = fields.pop("dest", None)
+        if kind != "image" and not dest:
+            raise ForkliftError(f"--output type={kind} needs dest=PATH")
+        if dest == "-":
+            raise ForkliftError("--output dest=- (standard output) is not supported")
+        tar = fields.pop("tar", "true").lower() not in ("false", "0", "no")
+        name = fields.pop("name", None)
+        return OutputSpec(type=kind, dest=Path(dest) if dest else None, tar=tar, name=name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildOptions:
+    """Everything a build needs; mirrors ``forklift build``'s flags (buildx meanings)."""
+
+    context: Path
+    root: Path  # the store
+    dockerfile: Path | None = None  # default: CONTEXT/Dockerfile
+    tags: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    no_cache: bool = False
+    no_cache_filter: tuple[str, ...] = ()
+    network: str = "default"
+    secrets: tuple[SecretSource, ...] = ()
+    ssh: Mapping[str, str] = field(default_factory=dict)
+    outputs: tuple[OutputSpec, ...] = ()
+    iidfile: Path | None = None
+    jobs: int | None = None
+    runtime: str | None = None
+    source_date_epoch: int | None = None
+    platform: str | None = None
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """One target's result: the image in the store, its ID (config digest) and digest (manifest)."""
+
+    target: str
+    image: Image
+    image_id: str
+    digest: str
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What ``build`` returns: one ``BuiltImage`` per target, and how many steps ran vs were cached."""
+
+    images: tuple[BuiltImage, ...]
+    seconds: float
+    stage_sizes: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def image(self) -> BuiltImage:
+        """The (first) target's image."""
+        return self.images[0]
+
+
+def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
+    """Build the Dockerfile's targets and export them; raises ForkliftError subclasses for user errors."""
+    from forklift.dockerfile.instructions import parse_dockerfile
+    from forklift.dockerfile.syntax import parse
+    from forklift.execute.cache import BuildCache
+    from forklift.execute.context import SourceTree, StatCache
+    from forklift.execute.scheduler import StageTask, run_stages
+    from forklift.execute.snapshots import SnapshotCache
+    from forklift.execute.stage import run_stage
+    from forklift.plan.graph import PlanOptions, plan_build
+
+    started = time.monotonic()
+    context = options.context.resolve()
+    if not context.is_dir():
+        raise ForkliftError(f"build context {options.context} is not a directory")
+    dockerfile_path = options.dockerfile if options.dockerfile is not None else context / "Dockerfile"
+    try:
+        text = dockerfile_path.read_text()
+    except OSError as err:
+        raise ForkliftError(f"cannot read Dockerfile {dockerfile_path}: {err.strerror}") from err
+    parsed = parse(text, file=str(dockerfile_path.name))
+    dockerfile = parse_dockerfile(parsed)
+    platform = Platform.parse(options.platform) if options.platform else Platform.host()
+    graph = plan_build(
+        dockerfile,
+        PlanOptions(targets=options.targets, build_args=dict(options.build_args), target_platform=platform),
+    )
+
+    store = Store(options.root)
+    ignore = _read_dockerignore(context, dockerfile_path)
+    stat_cache = StatCache.for_context(store.root, context)
+    scope = hashlib.sha256(f"{context}\0{dockerfile_path.resolve()}".encode()).hexdigest()
+    no_cache_stages = frozenset(s.lower() for s in options.no_cache_filter)
+    exec_options = ExecOptions(
+        no_cache=options.no_cache,
+        no_cache_stages=no_cache_stages,
+        network=options.network,
+        secrets={s.id: s for s in options.secrets},
+        ssh=dict(options.ssh),
+        source_date_epoch=options.source_date_epoch,
+        scope=scope,
+        platform=platform,
+        escape=graph.escape,
+        runtime_name=options.runtime,
+    )
+    snapshots = SnapshotCache(store.root)
+
+    def find_runtime() -> Runtime:
+        from forklift.runtime.oci import find_runtime as find
+
+        return find(options.runtime, state_dir=store.root / "runtime-state", bundle_dir=store.root / "tmp")
+
+    overlay_ok: list[bool] = []
+    overlay_lock = threading.Lock()
+
+    def overlay() -> bool:
+        with overlay_lock:
+            if not overlay_ok:
+                from forklift.snapshot.overlay import overlay_supported
+
+                overlay_ok.append(overlay_supported(snapshots.root))
+            return overlay_ok[0]
+
+    with store.lease() as lease:
+        env = BuildEnv(
+            store=store,
+            cache=BuildCache(store.root),
+            snapshots=snapshots,
+            context=SourceTree(context, ignore=ignore, stat_cache=stat_cache),
+            events=events,
+            runtime=RuntimeProvider(find_runtime),
+            options=exec_options,
+            lease=lease,
+            overlay=overlay,
+        )
+        stages = graph.built_stages
+        tasks = [
+            StageTask(str(st.index), tuple(sorted({str(e.dependency) for e in st.depends_on})))
+            for st in stages
+        ]
+        by_index = {st.index: st for st in stages}
+
+        def run_one(task: StageTask, done: Mapping[str, StageResult], cancel: threading.Event) -> StageResult:
+            planned = by_index[int(task.name)]
+            names = {planned.display_name.lower(), str(planned.index)}
+            return run_stage(
+                env,
+                planned,
+                {int(k): v for k, v in done.items()},
+                cancel,
+                global_values=graph.global_scope.values,
+                build_args=graph.build_args,
+                no_cache=options.no_cache or bool(names & no_cache_stages),
+            )
+
+        try:
+            results = run_stages(tasks, run_one, jobs=options.jobs)
+        finally:
+            stat_cache.save()
+            if env.wrote_cache:
+                store.set_roots("cache", [Digest.parse(d) for d in env.cache.layer_digests()])
+
+        built: list[BuiltImage] = []
+        targets = graph.targets
+        for position, target in enumerate(targets):
+            result = results[str(target)]
+            state = _final_state(result.state, options.labels)
+            image, image_id, digest = _write_image(store, state, lease)
+            tags = _tags_for(options.tags, position, len(targets))
+            for tag in tags:
+                store.set_ref(_canonical(tag), Digest.parse(digest))
+            outputs = _outputs_for(options.outputs, position, len(targets))
+            for out in outputs:
+                _export(store, image, state, out, tags)
+            built.append(BuiltImage(result.name, image, image_id, digest, tags))
+    if options.iidfile is not None and built:
+        options.iidfile.write_text(built[0].image_id)
+    sizes = {r.name: sum(d.size for d in r.state.layers) for r in results.values()}
+    seconds = time.monotonic() - started
+    summary = tuple(
+        f"image {b.target}: {b.image_id}" + (f" ({', '.join(b.tags)})" if b.tags else "") for b in built
+    )
+    events(BuildFinished(tuple(b.image_id for b in built), seconds, summary))
+    return BuildResult(tuple(built), seconds, sizes)
+
+
+def _read_dockerignore(context: Path, dockerfile: Path) -> DockerIgnore | None:
+    from forklift.dockerfile.ignore import parse_dockerignore
+
+    # BuildKit: <Dockerfile>.dockerignore next to the Dockerfile wins over the context's.
+    for candidate in (dockerfile.with_name(dockerfile.name + ".dockerignore"), context / ".dockerignore"):
+        try:
+            text = candidate.read_text()
+        except OSError:
+            continue
+        return parse_dockerignore(text, file=str(candidate))
+    return None
+
+
+def _canonical(tag: str) -> str:
+    from forklift.oci.registry.reference import parse_reference
+
+    return str(parse_reference(tag))
+
+
+def _tags_for(tags: tuple[str, ...], position: int, count: int) -> tuple[str, ...]:
+    """With one target every tag names it; with several, ``-t`` pairs with the targets in order."""
+    if count == 1:
+        return tags
+    return (tags[position],) if position < len(tags) else ()
+
+
+def _outputs_for(outputs: tuple[OutputSpec, ...], position: int, count: int) -> tuple[OutputSpec, ...]:
+    if count == 1:
+        return outputs
+    return (outputs[position],) if position < len(outputs) else ()
+
+
+def _final_state(state: StageState, labels: Mapping[str, str]) -> StageState:
+    """The target's config: ``--label`` values merged; ``created`` = the last history entry's time."""
+    config = state.config
+    if labels:
+        merged = dict(config.config.labels)
+        merged.update(labels)
+        config = replace(config, config=replace(config.config, labels=merged))
+    created = next((h.created for h in reversed(config.history) if h.created), None) or state.base_created
+    config = replace(config, created=created)
+    return replace(state, config=config)
+
+
+def _write_image(store: Store, state: StageState, lease: Lease | None) -> tuple[Image, str, str]:
+    """Config and manifest into the store; returns (image, image ID, manifest digest)."""
+    raw_config = state.config.to_bytes()
+    lease_ = lease
+    config_digest = store.put_bytes(raw_config, lease=lease_)
+    manifest = Manifest(
+        config=Descriptor(media_type=MediaType.OCI_CONFIG, digest=config_digest, size=len(raw_config)),
+        layers=state.layers,
+    )
+    digest = store.put_bytes(manifest.to_bytes(), lease=lease_)
+    return StoreImage(store, digest), str(config_digest), str(digest)
+
+
+def _export(store: Store, image: Image, state: StageState, out: OutputSpec, tags: tuple[str, ...]) -> None:
+    """Write one output of a target."""
+    assert out.dest is not None or out.type == "image"
+    if out.type == "image":
+        if out.name:
+            for image_name in out.name.split(","):
+                store.set_ref(_canonical(image_name), Digest.parse(_image_digest(image)))
+        return
+    dest = out.dest
+    assert dest is not None
+    name = tags[0] if tags else None
+    if out.type == "oci":
+        from forklift.oci.layout import write_layout
+
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        write_layout(dest, [(_canonical(name) if name else None, image)], as_tar=out.tar)
+    elif out.type == "docker":
+        from forklift.oci.archive import write_archive
+
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        write_archive(dest, [(tuple(tags), image)])
+    elif out.type == "local":
+        _write_rootfs(store, state, dest)
+    elif out.type == "tar":
+        from forklift.snapshot.diff import DirectorySource, write_layer
+
+        with tempfile.TemporaryDirectory(prefix="forklift-rootfs-", dir=store.root / "tmp") as tmp:
+            root = Path(tmp) / "rootfs"
+            _write_rootfs(store, state, root)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(dest, "wb") as f:
+                write_layer(DirectorySource(root), f)
+
+
+def _image_digest(image: Image) -> str:
+    from forklift.oci.image import image_digest
+
+    return str(image_digest(image))
+
+
+def _write_rootfs(store: Store, state: StageState, dest: Path) -> None:
+    """``type=local``: the final root filesystem, layer by layer (whiteouts applied)."""
+    from forklift.snapshot.unpack import ApplyOptions, apply_layer
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for layer in state.layers:
+        with store.open_blob(layer.digest, size=layer.size) as blob:
+            apply_layer(blob, dest, options=ApplyOptions(mode="merge"))

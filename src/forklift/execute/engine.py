@@ -1,0 +1,314 @@
+"""Running one stage: its ops in order, each through the cache, with progress events.
+
+``BuildEnv`` is what every stage of one build shares (store, cache, snapshots, context, runtime,
+event sink, options); ``run_stage`` walks one planned stage's ops and returns its ``StageResult``.
+Every step goes through ``Stepper.step``: compute the inputs, look the key up, reuse the recorded
+layer and history time on a hit, else run the op, store the layer and record the result, and say
+why it missed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from forklift.errors import BuildError, ForkliftError
+from forklift.execute.cache import BuildCache, CacheRecord, LayerRef, StepInputs, StepPosition, explain_miss
+from forklift.execute.context import SourceTree
+from forklift.execute.snapshots import SnapshotCache
+from forklift.execute.state import StageState
+from forklift.oci.model import Descriptor, Digest, HistoryEntry, MediaType, Platform
+from forklift.oci.store import Lease, Store
+from forklift.report.progress import EventSink, StepCached, StepDone, StepFailed, StepMissed, StepStarted
+from forklift.runtime.base import Runtime
+from forklift.snapshot.diff import LayerOptions, LayerSource, write_layer
+
+HISTORY_COMMENT = "buildkit.dockerfile.v0"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretSource:
+    """A ``--secret``: its value comes from a file or an environment variable (read when used)."""
+
+    id: str
+    file: Path | None = None
+    env: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecOptions:
+    """Per-build execution options (flags of ``forklift build``)."""
+
+    no_cache: bool = False
+    no_cache_stages: frozenset[str] = frozenset()  # --no-cache-filter (stage names, lower-case)
+    network: str = "default"  # default network for RUN: default | host | none
+    secrets: Mapping[str, SecretSource] = field(default_factory=dict)
+    ssh: Mapping[str, str] = field(default_factory=dict)  # id -> agent socket path
+    source_date_epoch: int | None = None
+    scope: str = ""  # identifies context + Dockerfile across builds (for miss explanations)
+    platform: Platform = field(default_factory=Platform.host)
+    escape: str = "\\"
+    runtime_name: str | None = None
+
+
+class RuntimeProvider:
+    """Finds the OCI runtime once, on first use (a fully cached build never probes it)."""
+
+    def __init__(self, find: Callable[[], Runtime]) -> None:
+        self._find = find
+        self._lock = threading.Lock()
+        self._runtime: Runtime | None = None
+
+    def get(self) -> Runtime:
+        """The runtime (probed on first call)."""
+        with self._lock:
+            if self._runtime is None:
+                self._runtime = self._find()
+            return self._runtime
+
+
+@dataclass(kw_only=True)
+class BuildEnv:
+    """What the stages of one build share. Thread-safe where stages touch it concurrently."""
+
+    store: Store
+    cache: BuildCache
+    snapshots: SnapshotCache
+    context: SourceTree
+    events: EventSink
+    runtime: RuntimeProvider
+    options: ExecOptions
+    lease: Lease | None = None
+    overlay: Callable[[], bool] = lambda: True  # whether overlayfs works here (probed lazily)
+    _vertices: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _vertex_lock: threading.Lock = field(default_factory=threading.Lock)
+    wrote_cache: bool = False
+
+    def next_vertex(self) -> int:
+        """A fresh progress vertex number (BuildKit's ``#N``)."""
+        with self._vertex_lock:
+            return next(self._vertices)
+
+    def now(self) -> str:
+        """The history timestamp for a new step: now, or SOURCE_DATE_EPOCH when set."""
+        epoch = self.options.source_date_epoch
+        if epoch is not None:
+            return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """A finished stage: its final state (an image value) and whether any step ran."""
+
+    name: str
+    index: int
+    state: StageState
+    ran: bool = False
+
+
+# ---- layers and snapshots ----------------------------------------------------------------------
+
+
+def store_layer(env: BuildEnv, source: LayerSource, options: LayerOptions | None = None) -> LayerRef | None:
+    """Write ``source`` as an uncompressed layer blob; None when it holds no entries (no layer).
+
+    Layers stay uncompressed in the store (cheap to make and to hash); exporters compress.
+    """
+    opts = options or LayerOptions()
+    opts = replace(opts, compression="none", clamp_mtime=env.options.source_date_epoch)
+    with env.store.writer() as writer:
+        digests = write_layer(source, writer, opts)
+        if digests.entries == 0:
+            return None
+        digest, size = writer.commit(Digest.parse(digests.digest), lease=env.lease)
+    return LayerRef(str(digest), digests.diff_id, size, MediaType.OCI_LAYER)
+
+
+def layer_descriptor(layer: LayerRef) -> Descriptor:
+    """The manifest descriptor of a stored layer."""
+    return Descriptor(media_type=layer.media_type, digest=Digest.parse(layer.digest), size=layer.size)
+
+
+def ensure_snapshot(env: BuildEnv, layer: Descriptor, diff_id: str) -> Path:
+    """The unpacked snapshot of one layer (unpacked from its blob on first use)."""
+
+    def fill(target: Path) -> None:
+        from forklift.snapshot.unpack import unpack_layer_for_overlay
+
+        with env.store.open_blob(layer.digest, size=layer.size) as blob:
+            unpack_layer_for_overlay(blob, target)
+
+    return env.snapshots.ensure(diff_id, fill)
+
+
+def lower_dirs(env: BuildEnv, state: StageState) -> list[Path]:
+    """The snapshots of a state's layers, top-most first (overlayfs' lowerdir order)."""
+    dirs = [ensure_snapshot(env, desc, str(d)) for desc, d in zip(state.layers, state.config.diff_ids)]
+    return list(reversed(dirs))
+
+
+@contextlib.contextmanager
+def image_view(env: BuildEnv, state: StageState) -> Iterator[Path]:
+    """A directory showing the state's filesystem, for reading only (COPY --from, bind mounts, names).
+
+    One layer is its snapshot itself; several are merged by an overlay whose upper is discarded.
+    """
+    lowers = lower_dirs(env, state)
+    if len(lowers) == 1:
+        yield lowers[0]
+        return
+    from forklift.snapshot.overlay import writable_rootfs
+
+    scratch = env.snapshots.scratch_dir("view")
+    try:
+        for sub in ("upper", "work", "merged"):
+            (scratch / sub).mkdir()
+        with writable_rootfs(
+            lowers, scratch / "upper", scratch / "work", scratch / "merged", use_overlay=env.overlay()
+        ) as root:
+            yield root
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# ---- the cached step ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What running a step produced: a layer (or none) and an optional snapshot dir to adopt."""
+
+    layer: LayerRef | None
+    snapshot_dir: Path | None = None
+
+
+class Stepper:
+    """Runs the steps of one stage through the cache, and reports them."""
+
+    def __init__(self, env: BuildEnv, stage_name: str, total: int, *, no_cache: bool) -> None:
+        self.env = env
+        self.stage_name = stage_name
+        self.total = total
+        self.no_cache = no_cache
+        self.last_miss: str | None = None  # the text of the last step that ran, for explanations
+        self.ran = False
+
+    def title(self, index: int, text: str) -> str:
+        """``[builder 2/5] RUN make`` as BuildKit shows a step."""
+        return f"[{self.stage_name} {index + 1}/{self.total}] {text}"
+
+    def step(
+        self,
+        state: StageState,
+        *,
+        index: int,
+        text: str,
+        history: str,
+        inputs: StepInputs,
+        run: Callable[[int], Outcome] | None,
+        after: Callable[[StageState], StageState] | None = None,
+        location: str = "",
+        visible: bool = True,
+    ) -> StageState:
+        """One step: ``run(vertex)`` on a miss (None: a metadata-only step), then ``after`` on the state."""
+        env = self.env
+        vertex = env.next_vertex() if visible else 0
+        started = time.monotonic()
+        if visible:
+            env.events(StepStarted(vertex, self.title(index, text), self.stage_name, location))
+        key = inputs.key()
+        record = None if self.no_cache else env.cache.get(key)
+        if (
+            record is not None
+            and record.layer is not None
+            and not env.store.has(Digest.parse(record.layer.digest))
+        ):
+            record = None  # the layer was pruned: run again
+        position = StepPosition(env.options.scope, self.stage_name, index)
+        previous = env.cache.last_inputs(position)
+        if record is not None:
+            if env.lease is not None and record.layer is not None:
+                env.lease.add(Digest.parse(record.layer.digest))
+            if visible:
+                env.events(StepCached(vertex))
+                env.events(StepDone(vertex, time.monotonic() - started, cached=True))
+        else:
+            if visible:
+                reason = (
+                    "--no-cache"
+                    if self.no_cache
+                    else explain_miss(previous, inputs, parent_reason=self._parent_reason())
+                )
+                env.events(StepMissed(vertex, reason))
+            try:
+                outcome = run(vertex) if run is not None else Outcome(None)
+            except ForkliftError as err:
+                if visible:
+                    env.events(StepFailed(vertex, time.monotonic() - started, err.render()))
+                raise
+            except Exception as err:
+                if visible:
+                    env.events(StepFailed(vertex, time.monotonic() - started, str(err)))
+                raise
+            if outcome.layer is not None and outcome.snapshot_dir is not None:
+                env.snapshots.adopt(outcome.layer.diff_id, outcome.snapshot_dir)
+            elif outcome.snapshot_dir is not None:
+                shutil.rmtree(outcome.snapshot_dir, ignore_errors=True)
+            record = CacheRecord(key=key, created=env.now(), layer=outcome.layer)
+            env.cache.put(record, inputs)
+            env.wrote_cache = True
+            self.last_miss = text
+            self.ran = True
+            if visible:
+                env.events(StepDone(vertex, time.monotonic() - started))
+        if previous != inputs:
+            env.cache.remember(position, inputs)
+        if after is not None:
+            state = after(state)
+        entry = HistoryEntry(
+            created=record.created,
+            created_by=history,
+            comment=HISTORY_COMMENT,
+            empty_layer=record.layer is None,
+        )
+        if record.layer is None:
+            return state.with_history(entry)
+        return state.with_layer(layer_descriptor(record.layer), record.layer.diff_id, entry)
+
+    def _parent_reason(self) -> str:
+        if self.last_miss is not None:
+            return f"an earlier step changed ({self.last_miss})"
+        return "the base changed"
+
+
+def check_cancel(cancel: threading.Event) -> None:
+    """Stop between steps when another stage failed."""
+    if cancel.is_set():
+        from forklift.execute.scheduler import Cancelled
+
+        raise Cancelled()
+
+
+def sorted_env(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """An environment as sorted pairs (for cache inputs)."""
+    return tuple(sorted(env.items()))
+
+
+def fail(message: str, *, location: object = None, hint: str | None = None) -> BuildError:
+    """A BuildError at a Dockerfile location."""
+    from forklift.errors import SourceLocation
+
+    return BuildError(message, location=location if isinstance(location, SourceLocation) else None, hint=hint)
+
+
+def ops_text(ops: Sequence[object]) -> int:
+    """The number of steps a stage shows (for ``[stage i/N]``)."""
+    return len(ops)

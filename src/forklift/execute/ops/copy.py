@@ -1,0 +1,532 @@
+"""COPY and ADD straight into a new layer (no runtime), and WORKDIR's directory.
+
+The layer is staged in a directory on the snapshots' filesystem: the destination's parent
+directories (with the metadata they have in the image, or 0755 root when new), then the copied
+entries with their modes and times (owners root unless ``--chown``; ``--from`` keeps owners).
+The staged directory is written as the layer and then adopted as its snapshot. Destination paths
+are resolved through the image's symlinks (``/bin`` -> ``usr/bin``), as BuildKit does.
+
+Cache: the key holds the expanded instruction, the parent identity (none with ``--link``), and one
+source-set digest per source argument (relpath, mode, owner, link target, content digest of each
+entry), so a COPY --from of byte-identical artifacts is a hit even when the builder re-ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import posixpath
+import re
+import shutil
+import stat
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from forklift.errors import BuildError, ForkliftError, SourceLocation
+from forklift.execute.cache import SourceDigest, StepInputs
+from forklift.execute.context import SourceEntry, SourceTree, match_path, source_set_digest
+from forklift.execute.engine import BuildEnv, Outcome, StageResult, Stepper, image_view, store_layer
+from forklift.execute.ops.config import copy_history
+from forklift.execute.state import StageState
+from forklift.plan.args import expand_at
+from forklift.plan.ops import CopyOp, ImageRef, MainContextRef, NamedContextRef, StageRef
+from forklift.snapshot.diff import DirectorySource
+
+
+@dataclass(frozen=True)
+class Placed:
+    """One entry to write: where it goes in the layer (relative, no leading slash) and from what."""
+
+    dest: str
+    entry: SourceEntry | None  # None: an inline (heredoc) file
+    data: bytes = b""
+    archive: bool = False  # ADD: extract this file (a tar archive) into ``dest``
+
+
+def _entry_line(e: SourceEntry) -> str:
+    return hashlib.sha256(
+        f"{e.kind}\0{e.mode:o}\0{e.uid}:{e.gid}\0{e.link_target}\0{e.digest}".encode()
+    ).hexdigest()[:16]
+
+
+def _abs_dest(dest: str, workdir: str) -> str:
+    joined = dest if dest.startswith("/") else posixpath.join(workdir or "/", dest)
+    clean = posixpath.normpath(joined)
+    return "/" if clean in ("/", "//", ".") else "/" + clean.lstrip("/")
+
+
+@contextlib.contextmanager
+def source_tree(env: BuildEnv, op: CopyOp, done: dict[int, StageResult]) -> Iterator[SourceTree]:
+    """The tree the sources are read from: the context (with .dockerignore) or a stage/image root."""
+    src = op.source
+    if isinstance(src, MainContextRef):
+        yield env.context
+    elif isinstance(src, StageRef):
+        result = done[src.index]
+        with image_view(env, result.state) as root:
+            yield SourceTree(root, keep_owner=True, label=f"stage {result.name}")
+    elif isinstance(src, ImageRef):
+        from forklift.execute.ops.source import load_base
+
+        with image_view(env, load_base(env, src.ref)) as root:
+            yield SourceTree(root, keep_owner=True, label=f"image {src.ref}")
+    elif isinstance(src, NamedContextRef):
+        raise BuildError(f"--build-context {src.name} is not supported yet", location=op.location)
+    else:
+        raise BuildError(f"cannot copy from {src!r}", location=op.location)
+
+
+def _is_url(src: str) -> bool:
+    return src.startswith(("http://", "https://"))
+
+
+def _excluded(rel: str, excludes: tuple[str, ...]) -> bool:
+    parts = rel.split("/")
+    for pat in excludes:
+        pat = pat.strip("/")
+        for i in range(1, len(parts) + 1):
+            if match_path(pat, "/".join(parts[:i])) or match_path(pat, parts[i - 1]):
+                return True
+            if "**" in pat and re.fullmatch(
+                pat.replace("**", ".*").replace("*", "[^/]*").replace(".[^/]*", ".*"), rel
+            ):
+                return True
+    return False
+
+
+def _is_archive(path: Path) -> bool:
+    from forklift.oci.compression import detect_compression
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+        kind = detect_compression(head[:8])
+        if kind != "none":
+            return True
+        return len(head) >= 262 and head[257:262] == b"ustar"
+    except (OSError, ValueError):
+        return False
+
+
+def collect(
+    tree: SourceTree, op: CopyOp, sources: list[str], dest: str, *, dest_is_dir_in_image: bool, is_add: bool
+) -> tuple[list[Placed], list[SourceDigest]]:
+    """Match the sources, and place every entry under ``dest`` (absolute) by Docker's rules."""
+    placed: list[Placed] = []
+    digests: list[SourceDigest] = []
+    matches: list[tuple[str, str]] = []  # (source arg, match)
+    for src in sources:
+        found = tree.glob(src)
+        if not found:
+            where = "" if tree.label == "build context" else f" in {tree.label}"
+            raise BuildError(
+                f'failed to compute cache key: "/{src.lstrip("/")}": not found{where}',
+                location=op.location,
+                hint="check the path and .dockerignore" if tree.label == "build context" else None,
+            )
+        matches.extend((src, m) for m in found)
+    n_inline = len(op.inline)
+    as_dir = dest.endswith("/") or len(matches) + n_inline > 1 or dest_is_dir_in_image
+    if len(sources) + n_inline > 1 and not dest.endswith("/"):
+        raise BuildError(
+            "When using COPY with more than one source file, "
+            "the destination must be a directory and end with a /",
+            location=op.location,
+        )
+    base = dest.rstrip("/").lstrip("/")
+    for src, match in matches:
+        entries = list(tree.entries(match))
+        top = entries[0]
+        pivot = ""
+        if op.parents:
+            clean = src.lstrip("/")
+            pivot = clean.split("/./", 1)[0] if "/./" in clean else ""
+            rel_parent = match[len(pivot) :].lstrip("/") if pivot and match.startswith(pivot) else match
+        kept = [e for e in entries if not (op.excludes and e.relpath and _excluded(e.relpath, op.excludes))]
+        if op.excludes and _excluded(match, op.excludes):
+            kept = []
+        files = tuple((f"{match}/{e.relpath}" if e.relpath else match, _entry_line(e)) for e in kept)
+        digests.append(SourceDigest(f"{tree.label} {src}", source_set_digest(kept), files))
+        if op.parents:
+            root_dest = posixpath.join(base, rel_parent) if base else rel_parent
+        elif top.kind == "dir":
+            root_dest = base
+        else:
+            root_dest = posixpath.join(base, posixpath.basename(match)) if as_dir else base
+        for e in kept:
+            target = posixpath.join(root_dest, e.relpath) if e.relpath else root_dest
+            archive = (
+                is_add
+                and e.relpath == ""
+                and e.kind == "file"
+                and op.instruction.unpack is not False  # type: ignore[union-attr]
+                and _is_archive(e.path)
+            )
+            if archive:
+                target = base
+            if target == "" and e.kind == "dir":
+                continue  # the root itself: nothing to write
+            placed.append(Placed(target, e, archive=archive))
+    for inline in op.inline:
+        target = posixpath.join(base, inline.path) if as_dir else base
+        placed.append(Placed(target, None, data=inline.data.encode()))
+        digests.append(
+            SourceDigest(
+                f"inline {inline.path}", "sha256:" + hashlib.sha256(inline.data.encode()).hexdigest()
+            )
+        )
+    return placed, digests
+
+
+# ---- chmod --------------------------------------------------------------------------------------
+
+_SYMBOLIC = re.compile(r"^([ugoa]*)([-+=])([rwxXst]*)$")
+
+
+def apply_chmod(spec: str, mode: int, is_dir: bool) -> int:
+    """``--chmod``: octal (``755``) or symbolic (``u=rwX,go=rX``) applied to ``mode``."""
+    if re.fullmatch(r"[0-7]{1,4}", spec):
+        return int(spec, 8)
+    current = stat.S_IMODE(mode)
+    for clause in spec.split(","):
+        m = _SYMBOLIC.match(clause)
+        if m is None:
+            raise BuildError(f"invalid --chmod value {spec!r}")
+        who, opr, perms = m.groups()
+        who = who or "a"
+        bits = 0
+        shifts = {"u": 6, "g": 3, "o": 0}
+        targets = [s for k, s in shifts.items() if k in who or "a" in who]
+        for shift in targets:
+            for p in perms:
+                if p == "r":
+                    bits |= 4 << shift
+                elif p == "w":
+                    bits |= 2 << shift
+                elif p == "x" or (p == "X" and (is_dir or current & 0o111)):
+                    bits |= 1 << shift
+        if "s" in perms:
+            bits |= (0o4000 if "u" in who or "a" in who else 0) | (0o2000 if "g" in who or "a" in who else 0)
+        if "t" in perms:
+            bits |= 0o1000
+        if opr == "+":
+            current |= bits
+        elif opr == "-":
+            current &= ~bits
+        else:
+            mask = 0
+            for shift in targets:
+                mask |= 7 << shift
+            current = (current & ~mask) | bits
+    return current
+
+
+# ---- staging ------------------------------------------------------------------------------------
+
+
+def _resolve_dest_dir(view: Path | None, dest_abs: str) -> str:
+    """``dest_abs`` with symlinks in the image resolved (relative, no leading slash)."""
+    if view is None:
+        return dest_abs.lstrip("/")
+    from forklift.runtime.rootpath import resolve_in_root
+
+    parent, name = posixpath.split(dest_abs.rstrip("/") or "/")
+    real_parent = resolve_in_root(view, parent or "/")
+    rel = os.path.relpath(real_parent, view)
+    rel = "" if rel == "." else rel
+    return posixpath.join(rel, name) if name else rel
+
+
+def _make_parents(staging: Path, view: Path | None, rel_dir: str, mtime: float) -> None:
+    """Create ``rel_dir`` and its parents in staging, with the image's metadata where they exist."""
+    if not rel_dir:
+        return
+    parts = rel_dir.split("/")
+    for i in range(1, len(parts) + 1):
+        sub = "/".join(parts[:i])
+        here = staging / sub
+        if here.exists():
+            continue
+        here.mkdir()
+        st = None
+        if view is not None:
+            with contextlib.suppress(OSError):
+                st = os.lstat(view / sub)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            os.chmod(here, stat.S_IMODE(st.st_mode))
+            os.chown(here, st.st_uid, st.st_gid)
+            os.utime(here, ns=(st.st_mtime_ns, st.st_mtime_ns))
+        else:
+            os.chmod(here, 0o755)
+            os.utime(here, (mtime, mtime))
+
+
+def _write_entry(
+    p: Placed,
+    staging: Path,
+    owner: tuple[int, int] | None,
+    chmod: str | None,
+    dir_times: list[tuple[Path, int]],
+) -> None:
+    target = staging / p.dest
+    e = p.entry
+    if e is None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(p.data)
+        mode = 0o644
+        uid, gid = owner or (0, 0)
+        os.chmod(target, apply_chmod(chmod, mode, False) if chmod else mode)
+        os.chown(target, uid, gid)
+        return
+    uid, gid = owner if owner is not None else (e.uid, e.gid)
+    if p.archive:
+        target.mkdir(parents=True, exist_ok=True)
+        _extract_archive(e.path, target)
+        return
+    if e.kind == "dir":
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            target.unlink()
+        target.mkdir(parents=True, exist_ok=True)
+        os.chmod(target, apply_chmod(chmod, e.mode, True) if chmod else e.mode)
+        os.chown(target, uid, gid)
+        dir_times.append((target, e.mtime_ns))
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(target):
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+    if e.kind == "symlink":
+        os.symlink(e.link_target, target)
+        os.lchown(target, uid, gid)
+        os.utime(target, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
+    elif e.kind == "file":
+        shutil.copyfile(e.path, target, follow_symlinks=False)
+        os.chown(target, uid, gid)
+        os.chmod(target, apply_chmod(chmod, e.mode, False) if chmod else e.mode)
+        os.utime(target, ns=(e.mtime_ns, e.mtime_ns))
+
+
+def _extract_archive(path: Path, target: Path) -> None:
+    """ADD of a local tar archive (gzip, bzip2, xz, zstd or plain): extracted safely into ``target``."""
+    from forklift.snapshot.unpack import ApplyOptions, apply_layer
+
+    try:
+        with open(path, "rb") as f:
+            apply_layer(f, target, options=ApplyOptions(mode="merge"))
+    except ForkliftError as err:
+        raise BuildError(f"cannot extract {path.name}: {err.message}") from err
+    except (OSError, tarfile.TarError) as err:
+        raise BuildError(f"cannot extract {path.name}: {err}") from err
+
+
+def _owner(view: Path | None, chown: str | None) -> tuple[int, int] | None:
+    if not chown:
+        return None
+    user, _, group = chown.partition(":")
+    if user.isdigit() and (not group or group.isdigit()):
+        return int(user), int(group) if group else int(user)
+    if view is None:
+        raise BuildError(f"--chown={chown}: names need /etc/passwd in the image (use numeric ids)")
+    from forklift.runtime.users import resolve_user
+
+    uid, gid, _ = resolve_user(view, chown)
+    return uid, gid
+
+
+def _download(
+    env: BuildEnv, url: str, checksum: str | None, scratch: Path, location: SourceLocation
+) -> SourceEntry:
+    """ADD <url>: download, verify ``--checksum``, mode 0600 as BuildKit."""
+    import httpx
+
+    name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "index.html"
+    path = scratch / "download" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    try:
+        with httpx.stream("GET", url, follow_redirects=True, timeout=60) as resp:
+            if resp.status_code != 200:
+                raise BuildError(f"ADD {url}: HTTP {resp.status_code}", location=location)
+            with open(path, "wb") as f:
+                for chunk in resp.iter_bytes():
+                    h.update(chunk)
+                    f.write(chunk)
+    except httpx.HTTPError as err:
+        raise BuildError(f"ADD {url}: {err}", location=location) from err
+    digest = "sha256:" + h.hexdigest()
+    if checksum and checksum != digest:
+        raise BuildError(
+            f"ADD {url}: checksum mismatch: expected {checksum}, got {digest}", location=location
+        )
+    st = os.stat(path)
+    return SourceEntry("", path, "file", 0o600, 0, 0, st.st_size, st.st_mtime_ns, "", digest)
+
+
+def run_copy(
+    env: BuildEnv, stepper: Stepper, state: StageState, op: CopyOp, index: int, done: dict[int, StageResult]
+) -> StageState:
+    """One COPY/ADD step through the cache."""
+    scope = state.env()
+    esc = env.options.escape
+
+    def expand(text: str) -> str:
+        return expand_at(text, scope, escape=esc, location=op.location)
+
+    keyword = "ADD" if op.instruction.keyword == "add" else "COPY"
+    is_add = keyword == "ADD"
+    raw_sources = [expand(s) for s in op.paths]
+    dest_text = expand(op.dest)
+    chown = expand(op.chown) if op.chown else None
+    chmod = expand(op.chmod) if op.chmod else None
+    checksum = getattr(op.instruction, "checksum", None)
+    dest_abs = _abs_dest(dest_text, state.container.working_dir)
+    if dest_text.endswith("/") and not dest_abs.endswith("/"):
+        dest_abs += "/"
+    urls = [s for s in raw_sources if is_add and _is_url(s)]
+    local = [s for s in raw_sources if s not in urls]
+    flags = f"chown={chown} chmod={chmod} link={op.link} parents={op.parents} exclude={','.join(op.excludes)}"
+
+    with contextlib.ExitStack() as stack:
+        tree = stack.enter_context(source_tree(env, op, done)) if local or not urls else env.context
+        scratch = env.snapshots.scratch_dir("copy")
+        stack.callback(shutil.rmtree, scratch, True)
+        url_entries = [
+            _download(env, u, expand(checksum) if checksum else None, scratch, op.location) for u in urls
+        ]
+        # What the destination is in the image decides "dir or file" for a single source.
+        view: Path | None = None
+        if state.layers and not op.link:
+            view = stack.enter_context(image_view(env, state))
+        dest_rel = _resolve_dest_dir(view, dest_abs)
+        dest_is_dir = view is not None and (view / dest_rel).is_dir() and not (view / dest_rel).is_symlink()
+        placed, digests = (
+            collect(
+                tree,
+                op,
+                local,
+                "/" + dest_rel + ("/" if dest_abs.endswith("/") else ""),
+                dest_is_dir_in_image=dest_is_dir,
+                is_add=is_add,
+            )
+            if local or op.inline
+            else ([], [])
+        )
+        for u, e in zip(urls, url_entries):
+            as_dir = dest_abs.endswith("/") or len(raw_sources) > 1
+            target = posixpath.join(dest_rel, e.path.name) if as_dir else dest_rel
+            placed.append(Placed(target, e))
+            digests.append(SourceDigest(f"url {u}", e.digest))
+        text_sources = [*op.paths] + [f"<<{i.path}" for i in op.inline]
+        inputs = StepInputs(
+            parent="link" if op.link else state.identity(),
+            instruction=f"{keyword} {' '.join(raw_sources)} {dest_abs} [{flags}]",
+            sources=tuple(digests),
+            metadata=_epoch(env),
+        )
+
+        def run(vertex: int) -> Outcome:
+            staging = env.snapshots.scratch_dir("stage")
+            try:
+                now = (
+                    float(env.options.source_date_epoch)
+                    if env.options.source_date_epoch is not None
+                    else _now()
+                )
+                owner = _owner(view, chown)
+                dir_times: list[tuple[Path, int]] = []
+                for p in placed:
+                    parent = posixpath.dirname(p.dest)
+                    _make_parents(staging, None if op.link else view, parent, now)
+                    _write_entry(p, staging, owner, chmod, dir_times)
+                for path, mtime_ns in reversed(dir_times):
+                    os.utime(path, ns=(mtime_ns, mtime_ns))
+                layer = store_layer(env, DirectorySource(staging))
+                if layer is None:
+                    shutil.rmtree(staging, ignore_errors=True)
+                    return Outcome(None)
+                return Outcome(layer, staging)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+
+        return stepper.step(
+            state,
+            index=index,
+            text=op.text,
+            history=copy_history(keyword, text_sources, dest_text),
+            inputs=inputs,
+            run=run,
+            location=str(op.location),
+        )
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+def _epoch(env: BuildEnv) -> tuple[tuple[str, str], ...]:
+    epoch = env.options.source_date_epoch
+    return (("source_date_epoch", str(epoch)),) if epoch is not None else ()
+
+
+def run_workdir(
+    env: BuildEnv,
+    stepper: Stepper,
+    state: StageState,
+    path: str,
+    index: int,
+    text: str,
+    location: SourceLocation,
+) -> StageState:
+    """WORKDIR: set it, and create the directory (owned by USER) in a layer when it is missing."""
+    from forklift.execute.ops.config import resolve_workdir, set_workdir
+
+    workdir = resolve_workdir(state.container, path)
+    inputs = StepInputs(
+        parent=state.identity(),
+        instruction=f"WORKDIR {workdir} user={state.container.user}",
+        metadata=_epoch(env),
+    )
+
+    def run(vertex: int) -> Outcome:
+        with contextlib.ExitStack() as stack:
+            view = stack.enter_context(image_view(env, state)) if state.layers else None
+            rel = _resolve_dest_dir(view, workdir)
+            if view is not None and (view / rel).is_dir():
+                return Outcome(None)
+            staging = env.snapshots.scratch_dir("stage")
+            now = (
+                float(env.options.source_date_epoch) if env.options.source_date_epoch is not None else _now()
+            )
+            _make_parents(staging, view, rel, now)
+            if state.container.user and view is not None:
+                owner = _owner(view, state.container.user) if ":" in state.container.user else None
+                if owner is None:
+                    from forklift.runtime.users import resolve_user
+
+                    uid, gid, _ = resolve_user(view, state.container.user)
+                    owner = (uid, gid)
+                os.chown(staging / rel, *owner)
+            layer = store_layer(env, DirectorySource(staging))
+            if layer is None:
+                shutil.rmtree(staging, ignore_errors=True)
+                return Outcome(None)
+            return Outcome(layer, staging)
+
+    return stepper.step(
+        state,
+        index=index,
+        text=text,
+        history=f"WORKDIR {workdir}",
+        inputs=inputs,
+        run=run,
+        after=lambda s: s.with_container(set_workdir(s.container, path)),
+        location=str(location),
+    )

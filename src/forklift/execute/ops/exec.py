@@ -1,0 +1,287 @@
+"""RUN: the parent's snapshots as overlay lowers, an empty upper, the process in the OCI runtime.
+
+The upper directory becomes the layer (overlay whiteouts and opaque directories turn into OCI ones)
+and is then adopted as the new layer's snapshot, so nothing is unpacked again. ``--mount`` types:
+cache (a directory under ``<store>/cache/mounts`` that persists between builds), bind (from the
+context or another stage, read-only unless ``rw``, whose writes are then discarded), tmpfs, secret
+(a file outside every layer, never in the cache key or history) and ssh (the agent socket).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from forklift.errors import BuildError
+from forklift.execute.cache import SourceDigest, StepInputs
+from forklift.execute.context import clean_source, source_set_digest
+from forklift.execute.engine import (
+    BuildEnv,
+    Outcome,
+    StageResult,
+    Stepper,
+    image_view,
+    lower_dirs,
+    sorted_env,
+    store_layer,
+)
+from forklift.execute.ops.config import run_history, shell_of
+from forklift.execute.state import StageState
+from forklift.plan.ops import ExecOp, ImageRef, MainContextRef, ResolvedMount, StageRef
+from forklift.report.progress import StepLog
+from forklift.runtime.base import Mount, NetworkMode, Process
+from forklift.snapshot.diff import OverlayUpperSource
+
+_TAIL_BYTES = 4096
+
+
+def process_args(op: ExecOp, state: StageState) -> tuple[str, ...]:
+    """argv of the RUN: exec form as written; shell form wrapped in the stage's SHELL."""
+    if op.shell_form:
+        return (*shell_of(state.container), " ".join(op.args))
+    return op.args
+
+
+def _network(op: ExecOp, env: BuildEnv) -> NetworkMode:
+    mode = op.network if op.network and op.network != "default" else env.options.network
+    if mode == "none":
+        return "none"
+    return "host"  # "default" shares the host network (package managers work), as buildx does
+
+
+def mount_inputs(
+    op: ExecOp, env: BuildEnv, done: dict[int, StageResult]
+) -> tuple[tuple[SourceDigest, ...], tuple[tuple[str, str], ...]]:
+    """Source digests of bind mounts and the mount options that change the result (never secret values)."""
+    sources: list[SourceDigest] = []
+    meta: list[tuple[str, str]] = []
+    for i, rm in enumerate(op.mounts):
+        m = rm.mount
+        desc = f"type={m.type},target={m.target},source={m.source},id={m.id},ro={m.readonly},env={m.env}"
+        meta.append((f"mount{i}", desc))
+        if m.type == "bind":
+            if isinstance(rm.source_ref, StageRef):
+                sources.append(SourceDigest(f"mount{i} stage", done[rm.source_ref.index].state.identity()))
+            elif isinstance(rm.source_ref, MainContextRef):
+                rel = clean_source(m.source or "")
+                tree = env.context
+                entries = list(tree.entries(tree.resolve(rel))) if rel else list(tree.entries(""))
+                files = tuple((e.relpath, e.digest or e.link_target or e.kind) for e in entries)
+                sources.append(
+                    SourceDigest(f"mount{i} context {rel or '.'}", source_set_digest(entries), files)
+                )
+            elif isinstance(rm.source_ref, ImageRef):
+                sources.append(SourceDigest(f"mount{i} image", rm.source_ref.ref))
+    return tuple(sources), tuple(meta)
+
+
+def run_exec(
+    env: BuildEnv, stepper: Stepper, state: StageState, op: ExecOp, index: int, done: dict[int, StageResult]
+) -> StageState:
+    """One RUN step through the cache."""
+    args = process_args(op, state)
+    build_args = [(k, v) for k, v in state.args.items()]
+    history = run_history(args, build_args)
+    sources, meta = mount_inputs(op, env, done)
+    inputs = StepInputs(
+        parent=state.identity(),
+        instruction=" ".join(args) + "".join(f"\n{f.name}:{f.data}" for f in op.inline_files),
+        env=sorted_env(state.env()),
+        sources=sources,
+        metadata=(*meta, ("network", _network(op, env)), ("security", op.security), *_epoch(env)),
+    )
+
+    def run(vertex: int) -> Outcome:
+        return _execute(env, state, op, args, vertex, done)
+
+    return stepper.step(
+        state, index=index, text=op.text, history=history, inputs=inputs, run=run, location=str(op.location)
+    )
+
+
+def _epoch(env: BuildEnv) -> tuple[tuple[str, str], ...]:
+    epoch = env.options.source_date_epoch
+    return (("source_date_epoch", str(epoch)),) if epoch is not None else ()
+
+
+def _execute(
+    env: BuildEnv,
+    state: StageState,
+    op: ExecOp,
+    args: tuple[str, ...],
+    vertex: int,
+    done: dict[int, StageResult],
+) -> Outcome:
+    from forklift.runtime.users import resolve_user
+    from forklift.snapshot.overlay import writable_rootfs
+
+    runtime = env.runtime.get()
+    lowers = lower_dirs(env, state)
+    scratch = env.snapshots.scratch_dir("run")
+    upper, work, merged, files = (scratch / n for n in ("upper", "work", "merged", "files"))
+    for d in (upper, work, merged, files):
+        d.mkdir()
+    tail = bytearray()
+
+    def output(chunk: bytes) -> None:
+        tail.extend(chunk)
+        del tail[:-_TAIL_BYTES]
+        env.events(StepLog(vertex, chunk.decode(errors="replace")))
+
+    try:
+        with (
+            contextlib.ExitStack() as stack,
+            writable_rootfs(lowers, upper, work, merged, use_overlay=env.overlay()) as root,
+        ):
+            container = state.container
+            try:
+                uid, gid, groups = resolve_user(root, container.user)
+            except BuildError:
+                raise
+            except Exception as err:
+                raise BuildError(str(err), location=op.location) from err
+            run_env = state.env()
+            mounts: list[Mount] = []
+            for i, rm in enumerate(op.mounts):
+                mounts.extend(_mount(env, stack, rm, i, files, run_env, done))
+            for f in op.inline_files:
+                d = files / f"inline-{hashlib.sha256(f.directory.encode()).hexdigest()[:12]}"
+                d.mkdir(exist_ok=True)
+                (d / f.name).write_text(f.data)
+                (d / f.name).chmod(f.mode)
+                if not any(m.target == f.directory.rstrip("/") for m in mounts):
+                    mounts.append(
+                        Mount(target=f.directory.rstrip("/"), source=str(d), options=("rbind", "ro"))
+                    )
+            process = Process(
+                args=args,
+                env=tuple(run_env.items()),
+                cwd=container.working_dir or "/",
+                uid=uid,
+                gid=gid,
+                additional_gids=groups,
+                network=_network(op, env),
+            )
+            status = runtime.run(process, root, tuple(mounts), output=output)
+        if status != 0:
+            lines = bytes(tail).decode(errors="replace").rstrip("\n").splitlines()[-10:]
+            shown = " ".join(args)
+            raise BuildError(
+                f'process "{shown}" did not complete successfully: exit code: {status}',
+                location=op.location,
+                hint=("last output:\n" + "\n".join(lines)) if lines else None,
+            )
+        layer = store_layer(env, OverlayUpperSource(upper))
+        if layer is None:
+            return Outcome(None)
+        # The upper directory is the new layer's snapshot: move it out of the scratch dir (same
+        # filesystem, a rename) for the stepper to adopt.
+        adopt = env.snapshots.scratch_dir("adopt")
+        os.rmdir(adopt)
+        os.rename(upper, adopt)
+        return Outcome(layer, adopt)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _mount(
+    env: BuildEnv,
+    stack: contextlib.ExitStack,
+    rm: ResolvedMount,
+    i: int,
+    files: Path,
+    run_env: dict[str, str],
+    done: dict[int, StageResult],
+) -> list[Mount]:
+    m = rm.mount
+    target = m.target or ""
+    ro = ("ro",) if m.readonly else ()
+    if m.type == "cache":
+        ident = m.id or target
+        path = env.store.root / "cache" / "mounts" / hashlib.sha256(ident.encode()).hexdigest()[:32]
+        if not path.is_dir():
+            path.mkdir(parents=True, exist_ok=True)
+            path.chmod(m.mode if m.mode is not None else 0o755)
+            os.chown(path, m.uid or 0, m.gid or 0)
+        if m.sharing == "locked":
+            fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            stack.callback(os.close, fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        return [Mount(target=target, source=str(path), options=("rbind", *ro))]
+    if m.type == "tmpfs":
+        opts = ("nosuid", "nodev") + ((f"size={m.size}",) if m.size else ())
+        return [Mount(target=target, type="tmpfs", source="tmpfs", options=opts)]
+    if m.type == "secret":
+        ident = m.id or os.path.basename(target)
+        secret = env.options.secrets.get(ident)
+        value: bytes | None = None
+        if secret is not None:
+            if secret.file is not None:
+                value = secret.file.read_bytes()
+            elif secret.env is not None and secret.env in os.environ:
+                value = os.environ[secret.env].encode()
+        if value is None:
+            if m.required:
+                raise BuildError(
+                    f"secret {ident} is required but was not given (--secret id={ident},src=FILE)"
+                )
+            return []
+        out: list[Mount] = []
+        if m.env:
+            run_env[m.env] = value.decode(errors="replace")
+        if m.target or not m.env:
+            d = files / f"secret-{i}"
+            d.mkdir()
+            p = d / "value"
+            p.write_bytes(value)
+            os.chown(p, m.uid or 0, m.gid or 0)
+            p.chmod(m.mode if m.mode is not None else 0o400)
+            out.append(
+                Mount(target=target or f"/run/secrets/{ident}", source=str(p), options=("rbind", "ro"))
+            )
+        return out
+    if m.type == "ssh":
+        ident = m.id or "default"
+        sock = env.options.ssh.get(ident)
+        if sock is None:
+            if m.required:
+                raise BuildError(f"ssh agent {ident} is required but was not given (--ssh {ident}=SOCKET)")
+            return []
+        tgt = target or f"/run/buildkit/ssh_agent.{i}"
+        run_env.setdefault("SSH_AUTH_SOCK", tgt)
+        return [Mount(target=tgt, source=sock, options=("rbind",))]
+    # bind
+    source_dir = _bind_source(env, stack, rm, done)
+    src = source_dir
+    if m.source:
+        from forklift.runtime.rootpath import resolve_in_root
+
+        src = resolve_in_root(source_dir, m.source)
+        if not os.path.lexists(src):
+            raise BuildError(f"bind mount source {m.source!r} not found")
+    if not m.readonly:
+        # Writes to a rw bind mount are discarded: give the container a private copy.
+        copy = files / f"bind-{i}"
+        if src.is_dir():
+            shutil.copytree(src, copy, symlinks=True)
+        else:
+            shutil.copy2(src, copy)
+        src = copy
+    return [Mount(target=target, source=str(src), options=("rbind", *ro))]
+
+
+def _bind_source(
+    env: BuildEnv, stack: contextlib.ExitStack, rm: ResolvedMount, done: dict[int, StageResult]
+) -> Path:
+    ref = rm.source_ref
+    if isinstance(ref, StageRef):
+        return stack.enter_context(image_view(env, done[ref.index].state))
+    if isinstance(ref, ImageRef):
+        from forklift.execute.ops.source import load_base
+
+        return stack.enter_context(image_view(env, load_base(env, ref.ref)))
+    return env.context.root

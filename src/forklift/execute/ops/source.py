@@ -1,0 +1,93 @@
+"""FROM: where a stage starts. ``scratch`` is an empty image; a stage is that stage's result; an
+image comes from the local store (by its canonical name, as ``forklift pull``/``load`` store it),
+else from its registry when a client is available.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from forklift.errors import BuildError, ForkliftError, ImageError
+from forklift.execute.engine import BuildEnv, StageResult, Stepper
+from forklift.execute.state import StageState
+from forklift.oci.image import StoreImage
+from forklift.oci.model import ContainerConfig, ImageConfig
+from forklift.plan.ops import ImageRef, NamedContextRef, ScratchRef, SourceOp, StageRef
+from forklift.report.progress import StepCached, StepDone, StepFailed, StepStarted
+
+DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def scratch_state(env: BuildEnv) -> StageState:
+    """``FROM scratch``: no layers; the platform of the build and BuildKit's default PATH."""
+    platform = env.options.platform
+    config = ImageConfig(
+        architecture=platform.architecture,
+        os=platform.os,
+        variant=platform.variant,
+        config=ContainerConfig(env=(DEFAULT_PATH_ENV,)),
+    )
+    return StageState(config=config, base="scratch")
+
+
+def load_base(env: BuildEnv, ref: str) -> StageState:
+    """An image from the store (or its registry) as a stage's starting state."""
+    from forklift.oci.image import image_config, image_manifest, load_image
+    from forklift.oci.registry.reference import parse_reference
+
+    try:
+        canonical = str(parse_reference(ref))
+    except ForkliftError as err:
+        raise BuildError(f"invalid image reference {ref!r}: {err.message}") from err
+    try:
+        img = load_image(env.store, canonical, platform=env.options.platform)
+    except ImageError as err:
+        img = _pull(env, canonical, err)
+    manifest = image_manifest(img)
+    config = image_config(img)
+    if len(manifest.layers) != len(config.diff_ids):
+        raise BuildError(f"image {ref}: {len(manifest.layers)} layers but {len(config.diff_ids)} diff_ids")
+    if env.lease is not None:
+        env.lease.add(*(d.digest for d in manifest.layers))
+    return StageState(config=config, layers=manifest.layers, base=ref, base_created=config.created)
+
+
+def _pull(env: BuildEnv, canonical: str, missing: ImageError) -> StoreImage:
+    # Registry pulls belong to the registry client; until the build wires it in, say what to do.
+    raise BuildError(
+        f"image {canonical} is not in the local store",
+        hint="pull it first (forklift pull) or load/import it (forklift load, forklift import)",
+    ) from missing
+
+
+def resolve_source(env: BuildEnv, stepper: Stepper, op: SourceOp, done: dict[int, StageResult]) -> StageState:
+    """The state a stage starts from, reported as the stage's first step."""
+    src = op.source
+    vertex = env.next_vertex()
+    started = time.monotonic()
+    env.events(StepStarted(vertex, stepper.title(0, op.text), stepper.stage_name, str(op.location)))
+    try:
+        if isinstance(src, ScratchRef):
+            state = scratch_state(env)
+        elif isinstance(src, StageRef):
+            parent = done[src.index].state
+            state = replace(parent, base=done[src.index].name)
+        elif isinstance(src, ImageRef):
+            state = load_base(env, src.ref)
+        elif isinstance(src, NamedContextRef):
+            raise BuildError(f"--build-context {src.name} is not supported yet", location=op.location)
+        else:  # pragma: no cover - exhaustive
+            raise BuildError(f"unknown FROM source {src!r}", location=op.location)
+    except BuildError as err:
+        if err.location is None:
+            err = BuildError(err.message, location=op.location, hint=err.hint)
+        env.events(StepFailed(vertex, time.monotonic() - started, err.render()))
+        raise err from None
+    # ONBUILD triggers run in the stage built on this one, and are not passed further down.
+    container = state.container
+    if container.on_build:
+        state = state.with_container(replace(container, on_build=()))
+    env.events(StepCached(vertex))
+    env.events(StepDone(vertex, time.monotonic() - started, cached=True))
+    return replace(state, cmd_set=False)

@@ -1,0 +1,89 @@
+"""Unpacked layers, one directory per diff_id under ``<store root>/snapshots``, shared by every build.
+
+Each layer is unpacked once, in overlayfs' lower format (whiteouts as 0/0 character devices, opaque
+directories marked), and then used read-only as an overlay lower by every RUN that needs it, in
+this build, concurrent stages, or later builds. A layer that forklift just made from an overlay
+upper directory is adopted as is (renamed in), never unpacked again.
+
+Concurrency: a per-diff_id ``flock`` serialises the filling of one snapshot across threads and
+processes; a snapshot becomes visible only by an atomic rename of a complete directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+
+def _hex(diff_id: str) -> str:
+    algo, _, hexpart = diff_id.partition(":")
+    if not hexpart or not hexpart.isalnum() or not algo.isalnum():
+        raise ValueError(f"not a digest: {diff_id!r}")
+    return f"{algo}-{hexpart}"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+class SnapshotCache:
+    """diff_id -> unpacked directory (overlay lower format) under ``<store root>/snapshots``."""
+
+    def __init__(self, store_root: Path) -> None:
+        self.root = store_root / "snapshots"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, diff_id: str) -> Path:
+        """Where the snapshot of ``diff_id`` lives (it may not exist yet)."""
+        return self.root / _hex(diff_id)
+
+    def has(self, diff_id: str) -> bool:
+        """Whether the snapshot is complete and present."""
+        return self.path(diff_id).is_dir()
+
+    def scratch_dir(self, prefix: str) -> Path:
+        """A fresh private directory on the snapshots' filesystem (so adopting it is a rename)."""
+        path = self.root / f".{prefix}-{uuid.uuid4().hex[:16]}"
+        path.mkdir()
+        return path
+
+    def ensure(self, diff_id: str, fill: Callable[[Path], None]) -> Path:
+        """The snapshot of ``diff_id``, made with ``fill(empty_dir)`` if missing (once, under a lock)."""
+        final = self.path(diff_id)
+        if final.is_dir():
+            return final
+        with _locked(self.root / f".{_hex(diff_id)}.lock"):
+            if final.is_dir():
+                return final
+            tmp = self.scratch_dir("unpack")
+            try:
+                fill(tmp)
+                os.rename(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        return final
+
+    def adopt(self, diff_id: str, directory: Path) -> Path:
+        """Make ``directory`` (on this filesystem, overlay lower format) the snapshot of ``diff_id``.
+
+        When the snapshot already exists the directory is removed instead (same content).
+        """
+        final = self.path(diff_id)
+        with _locked(self.root / f".{_hex(diff_id)}.lock"):
+            if final.is_dir():
+                shutil.rmtree(directory, ignore_errors=True)
+            else:
+                os.rename(directory, final)
+        return final

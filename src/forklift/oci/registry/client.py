@@ -76,12 +76,15 @@ def endpoint_host(domain: str) -> str:
 
 
 def is_plain_http(host: str, insecure_registries: Collection[str] = ()) -> bool:
-    """Whether ``host`` (``name[:port]``) is spoken to over plain HTTP: loopback, or named insecure."""
-    if host in insecure_registries:
-        return True
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    name = name.strip("[]")
-    if name.split(":")[0] in insecure_registries:
+    """Whether ``host`` (``name[:port]``) is spoken to over plain HTTP: loopback, or named insecure
+    (with or without its port)."""
+    if host.startswith("["):
+        name = host[1 : host.find("]")]
+    elif host.count(":") == 1:
+        name = host.split(":")[0]
+    else:
+        name = host
+    if host in insecure_registries or name in insecure_registries:
         return True
     return name in ("localhost", "::1") or name.startswith("127.")
 

@@ -202,7 +202,10 @@ def topological_order(count: int, edges: tuple[StageEdge, ...], names: tuple[str
     while remaining:
         ready = [i for i in remaining if deps[i] <= done]
         if not ready:
-            cycle = _find_cycle(remaining, deps)
+            # Reverse the dependency walk so each arrow reads "is used by", as in the drawings.
+            found = _find_cycle(remaining, deps)[::-1]
+            first = found.index(min(found))
+            cycle = found[first:] + found[:first]
             where = next((e.location for e in edges if e.dependent == cycle[0]), None)
             path = " -> ".join(names[i] for i in (*cycle, cycle[0]))
             raise PlanError(f"circular dependency between stages: {path}", location=where)
@@ -359,6 +362,12 @@ class _Planner:
             )
             raise PlanError(
                 f"FROM {ref}: not a valid image reference ({problem})", location=stage.location, hint=hint
+            )
+        later = [s for s in df.stages[stage.index + 1 :] if s.name == lowered]
+        if later:
+            self.warnings.append(
+                f"{stage.location}: FROM {ref} uses the image {ref!r}: stage {lowered!r} is defined later, "
+                f"on line {later[0].location.line}, and FROM can only use an earlier stage"
             )
         return StageBase(kind=BaseKind.IMAGE, text=stage.base, ref=ref), ImageRef(ref=ref)
 

@@ -196,8 +196,8 @@ def _parse_json_array(rest: str) -> tuple[str, ...] | None:
 
     try:
         value = json.loads(rest, parse_constant=reject_constant)
-    except ValueError:
-        return None
+    except (ValueError, RecursionError):
+        return None  # not JSON (Go also refuses nesting this deep): shell form
     if not isinstance(value, list):
         return None
     if not all(isinstance(item, str) for item in value):

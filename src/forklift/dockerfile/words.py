@@ -121,7 +121,10 @@ class _Lexer:
 
     # -- grammar ---------------------------------------------------------------------------------
     def run(self) -> tuple[str, list[str]]:
-        return self.process_until("", self.raw_escapes)
+        try:
+            return self.process_until("", self.raw_escapes)
+        except RecursionError:
+            raise self.fail("substitutions are nested too deeply") from None
 
     def process_until(self, stop: str, raw_escapes: bool) -> tuple[str, list[str]]:
         """Process up to (and consuming) ``stop``; ``stop == ''`` means the end of the input."""

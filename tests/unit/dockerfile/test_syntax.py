@@ -7,6 +7,8 @@ fd); the bodies of ``<<-`` heredocs are stored with their leading tabs already s
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from forklift.dockerfile.syntax import Heredoc, Node, dump, extract_flags, parse, parse_words
 from forklift.errors import DockerfileSyntaxError
@@ -360,3 +362,54 @@ def test_unterminated_heredoc_is_an_error() -> None:
 def test_terminator_must_be_the_whole_line() -> None:
     node = parse("RUN <<EOF\n EOF\nEOF \nEOF\n").nodes[0]
     assert node.heredocs[0].content == " EOF\nEOF \n"
+
+
+# -- robustness ------------------------------------------------------------------------------------
+
+_PIECES = [
+    "FROM a",
+    "RUN x",
+    "RUN <<EOF",
+    "EOF",
+    "COPY <<'A' <<-B /d",
+    "\tB",
+    "ENV a=b",
+    "ENV a",
+    "LABEL x y",
+    'CMD ["a", 1]',
+    'CMD ["a"',
+    "ONBUILD",
+    "ONBUILD RUN <<X",
+    "# escape=`",
+    "# syntax=x",
+    "#",
+    "",
+    "  ",
+    "\\",
+    "`",
+    "--x",
+    "HEALTHCHECK --interval=1s CMD [",
+    "ARG a='b",
+    '"',
+    "${",
+]
+
+
+@given(
+    st.lists(st.sampled_from(_PIECES) | st.text(max_size=12), max_size=12), st.sampled_from(["\n", "\r\n"])
+)
+@settings(max_examples=300, deadline=None)
+def test_random_dockerfiles_raise_only_syntax_errors(lines: list[str], newline: str) -> None:
+    try:
+        parsed = parse(newline.join(lines))
+    except DockerfileSyntaxError as exc:
+        assert exc.location is not None and exc.location.line >= 1
+        return
+    for node in parsed.nodes:
+        assert 1 <= node.start_line <= node.end_line <= max(len(parsed.source_lines), 1)
+        dump(node)
+
+
+def test_deeply_nested_json_is_shell_form() -> None:
+    node = parse("CMD " + "[" * 5000 + "]" * 5000).nodes[0]
+    assert not node.json_form and len(node.args) == 1

@@ -3,7 +3,12 @@ forms (facts from BuildKit's lex_test.go TestProcessWithMatches), tracking, word
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from forklift.dockerfile.words import (
     Expansion,
@@ -179,3 +184,24 @@ def test_split_raw_words_keeps_everything() -> None:
         "${X:-y}",
         "<<  EOF",
     ]
+
+
+@given(st.text(alphabet="$\\{}:-+?#%/*'\"`ab \t=.0", max_size=30))
+@settings(max_examples=500, deadline=None)
+def test_random_words_raise_only_expansion_errors(text: str) -> None:
+    env = {"a": "x y", "b": ""}
+    calls: list[Callable[[str], object]] = [
+        lambda escape: expand_word(text, env, escape=escape),
+        lambda escape: expand_words(text, env, escape=escape),
+        lambda escape: remove_quotes(text, escape=escape),
+        lambda escape: split_raw_words(text, escape=escape),
+    ]
+    for escape in ("\\", "`"):
+        for call in calls:
+            with contextlib.suppress(ExpansionError):
+                call(escape)
+
+
+def test_deep_nesting_is_an_expansion_error() -> None:
+    with pytest.raises(ExpansionError, match="nested too deeply"):
+        expand_word("${a:-" * 3000 + "}" * 3000, {})

@@ -86,7 +86,22 @@ def test_scratch_base_without_lowers(tmp_path: Path) -> None:
         assert list(root.iterdir()) == []
         (root / "f").write_text("x")
     assert [p.name for p in upper.iterdir()] == ["f"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged", "upper", "work"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged", "upper"]  # work is removed
+
+
+def test_volatile_mount_keeps_changes(tmp_path: Path) -> None:
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    upper = tmp_path / "upper"
+    with mount_overlay([lower], upper, tmp_path / "work", tmp_path / "merged", volatile=True) as root:
+        with open(root / "f", "wb") as f:
+            f.write(b"data")
+            os.fsync(f.fileno())
+        options = next(
+            line for line in Path("/proc/self/mountinfo").read_text().splitlines() if f" {root} " in line
+        )
+        assert "volatile" in options
+    assert (upper / "f").read_bytes() == b"data"
 
 
 @pytest.mark.parametrize("count", [60, 300])

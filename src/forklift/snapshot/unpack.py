@@ -428,7 +428,7 @@ class _Applier:
         base = parts[-1]
         if base.startswith(_WHITEOUT):
             reader.skip(data_left + (-data_left % _BLOCK), "whiteout data")
-            self.whiteout(parent, base)
+            self.whiteout(parent, base, member.mtime)
             return
         target = (*parent, base)
         if typeflag == b"5":
@@ -563,7 +563,7 @@ class _Applier:
         self.counts["devices"] += 1
         self.metadata_by_path(target, member)
 
-    def whiteout(self, parent: tuple[bytes, ...], base: bytes) -> None:
+    def whiteout(self, parent: tuple[bytes, ...], base: bytes, mtime: int) -> None:
         self.counts["whiteouts"] += 1
         if base == _OPAQUE:
             if self.opts.mode == "overlay":
@@ -583,12 +583,14 @@ class _Applier:
             return  # a whiteout hides lower layers only, never its own layer's entries
         self.remove(victim)
         if self.opts.mode == "overlay":
-            try:
-                os.mknod(self.path(victim), stat.S_IFCHR | 0o600, os.makedev(0, 0))
+            try:  # mode 0, as the kernel makes them
+                os.mknod(self.path(victim), stat.S_IFCHR, os.makedev(0, 0))
             except PermissionError as exc:
                 raise ImageError(
                     "cannot create an overlay whiteout (a character device 0/0): mknod is not permitted",
                 ) from exc
+            self.created.add(victim)
+            os.utime(self.path(victim), ns=(mtime * 1_000_000_000,) * 2, follow_symlinks=False)
 
     def prune_lower(self, directory: tuple[bytes, ...]) -> None:
         """Remove everything under ``directory`` that this layer did not create."""

@@ -125,6 +125,31 @@ def pull_image(
     )
 
 
+def ensure_image(
+    store: Store,
+    reference: str,
+    *,
+    platform: Platform | None = None,
+    pull: bool = False,
+    options: RegistryOptions | None = None,
+    credentials: Credentials | None = None,
+    docker_config: Path | None = None,
+) -> Digest:
+    """The digest the store's name for ``reference`` points at, pulling it first when the store does
+    not have it, or always when ``pull`` (``--pull``: check the registry; only new blobs are fetched).
+
+    This is what a build's FROM and ``COPY --from=<image>`` call.
+    """
+    name = str(parse_reference(reference))
+    if not pull and (digest := store.get_ref(name)) is not None:
+        return digest
+    result = pull_image(
+        store, reference, platform=platform, options=options, credentials=credentials,
+        docker_config=docker_config,
+    )  # fmt: skip
+    return result.manifest_digest
+
+
 def push_image(
     store: Store,
     source: str,

@@ -16,6 +16,7 @@ from forklift.errors import ImageError
 from forklift.oci.model import (
     Descriptor,
     Digest,
+    HistoryEntry,
     ImageConfig,
     Index,
     Manifest,
@@ -115,6 +116,21 @@ def open_blob_bytes(img: Image, descriptor: Descriptor) -> BinaryIO:
     if descriptor.digest == image_digest(img):
         return io.BytesIO(img.raw_manifest())
     return img.open_blob(descriptor)
+
+
+def history_with_layers(img: Image) -> list[tuple[HistoryEntry, Descriptor | None]]:
+    """Each history entry with the layer it made (None for empty_layer entries), oldest first.
+
+    When the config has no history (allowed by OCI), one synthetic entry per layer is returned.
+    """
+    cfg = image_config(img)
+    layers = list(image_manifest(img).layers)
+    if not cfg.history:
+        return [(HistoryEntry(), d) for d in layers]
+    out: list[tuple[HistoryEntry, Descriptor | None]] = []
+    for entry in cfg.history:
+        out.append((entry, None if entry.empty_layer or not layers else layers.pop(0)))
+    return out
 
 
 # ---- concrete images --------------------------------------------------------------------------------

@@ -1,0 +1,240 @@
+"""OCI layouts, docker-archives and rootfs import: written, read back, loaded byte-identically."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from forklift.errors import DigestMismatch, ImageError
+from forklift.oci.archive import import_rootfs, load_archive, load_bundle, write_archive
+from forklift.oci.image import (
+    history_with_layers,
+    image_config,
+    image_digest,
+    image_layers,
+    load_image,
+    write_image,
+)
+from forklift.oci.layout import (
+    CONTAINERD_NAME,
+    REF_NAME,
+    DirSource,
+    layout_images,
+    load_layout,
+    read_index,
+    write_layout,
+)
+from forklift.oci.model import ContainerConfig, Digest, HistoryEntry, MediaType
+from forklift.oci.mutate import EMPTY, with_config, with_history
+from forklift.oci.store import Store
+from forklift.oci.validate import problems
+
+from .test_image_mutate import add_layer
+
+
+def _two_images(store: Store) -> tuple[object, object]:
+    base = add_layer(store, EMPTY, {"bin/a": b"a" * 100}, "COPY a /bin/")
+    one = with_history(with_config(base, ContainerConfig(cmd=("a",))), HistoryEntry(created_by="CMD a"))
+    two = add_layer(store, one, {"etc/b": b"b"}, "RUN b")
+    write_image(store, one, name="docker.io/library/one:1")
+    write_image(store, two, name="localhost:5000/two:latest")
+    return one, two
+
+
+@pytest.mark.parametrize("as_tar", [False, True])
+def test_layout_round_trip_is_byte_identical(store_root: Path, tmp_path: Path, as_tar: bool) -> None:
+    store = Store(store_root)
+    _two_images(store)
+    one = load_image(store, "docker.io/library/one:1")
+    two = load_image(store, "localhost:5000/two:latest")
+    dest = tmp_path / ("out.tar" if as_tar else "out")
+    write_layout(dest, [("docker.io/library/one:1", one), ("localhost:5000/two:latest", two)], as_tar=as_tar)
+    if as_tar:
+        with tarfile.open(dest) as tar:
+            names = tar.getnames()
+            assert names.count(f"blobs/sha256/{image_layers(one)[0].digest.hex}") == 1  # shared layer once
+            assert all(m.mtime == 0 and m.uid == 0 for m in tar.getmembers())
+    else:
+        entries = read_index(DirSource(dest))
+        assert [e.name for e in entries] == ["docker.io/library/one:1", "localhost:5000/two:latest"]
+        assert entries[0].descriptor.annotations == {
+            CONTAINERD_NAME: "docker.io/library/one:1",
+            REF_NAME: "1",
+        }
+        assert json.loads((dest / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    other = Store(tmp_path / "other")
+    loaded = load_layout(other, dest)
+    assert [(x.digest, x.name) for x in loaded] == [
+        (one.digest, "docker.io/library/one:1"),
+        (two.digest, "localhost:5000/two:latest"),
+    ]
+    again = load_image(other, "localhost:5000/two:latest")
+    assert again.raw_manifest() == two.raw_manifest() and again.raw_config() == two.raw_config()
+    assert problems(again, check_diff_ids=True) == []
+    if as_tar:
+        second = tmp_path / "second.tar"
+        write_layout(
+            second, [("docker.io/library/one:1", one), ("localhost:5000/two:latest", two)], as_tar=True
+        )
+        assert second.read_bytes() == dest.read_bytes()  # deterministic
+
+
+def test_layout_entry_with_only_a_tag(store_root: Path, tmp_path: Path) -> None:
+    store = Store(store_root)
+    one, _ = _two_images(store)
+    dest = tmp_path / "lay"
+    write_layout(dest, [(None, one)])  # type: ignore[list-item]
+    index = json.loads((dest / "index.json").read_text())
+    index["manifests"][0]["annotations"] = {REF_NAME: "v3"}
+    (dest / "index.json").write_text(json.dumps(index))
+    other = Store(tmp_path / "o")
+    assert [x.name for x in load_layout(other, dest)] == [None]
+    assert [x.name for x in load_layout(other, dest, name="x/y")] == ["docker.io/x/y:latest"]
+    assert [(e.tag, type(img).__name__) for e, img in layout_images(DirSource(dest))] == [
+        ("v3", "SourceImage")
+    ]
+
+
+def test_layout_load_detects_corrupt_blob(store_root: Path, tmp_path: Path) -> None:
+    store = Store(store_root)
+    one, _ = _two_images(store)
+    dest = tmp_path / "lay"
+    write_layout(dest, [("one:1", one)])  # type: ignore[list-item]
+    layer = image_layers(one)[0].digest  # type: ignore[arg-type]
+    path = dest / "blobs" / "sha256" / layer.hex
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(DigestMismatch):
+        load_layout(Store(tmp_path / "o"), dest)
+    path.unlink()
+    with pytest.raises(ImageError, match="incomplete"):
+        load_layout(Store(tmp_path / "o"), dest)
+    with pytest.raises(ImageError, match="neither"):
+        load_bundle(Store(tmp_path / "o"), tmp_path / "lay" / "blobs")
+
+
+def test_docker_archive_round_trip(store_root: Path, tmp_path: Path) -> None:
+    store = Store(store_root)
+    _two_images(store)
+    one = load_image(store, "docker.io/library/one:1")
+    two = load_image(store, "localhost:5000/two:latest")
+    out = tmp_path / "a.tar"
+    write_archive(out, [(["docker.io/library/one:1", "docker.io/library/one:alias"], one), ([], two)])
+    with tarfile.open(out) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        repositories = json.load(tar.extractfile("repositories"))  # type: ignore[arg-type]
+    assert manifest[0]["RepoTags"] == ["one:1", "one:alias"] and manifest[1]["RepoTags"] == []
+    assert manifest[0]["Config"] == f"blobs/sha256/{Digest.of(one.raw_config()).hex}"
+    assert manifest[0]["Layers"] == [f"blobs/sha256/{d.digest.hex}" for d in image_layers(one)]
+    assert set(repositories["one"]) == {"1", "alias"}
+    other = Store(tmp_path / "other")
+    loaded = load_archive(other, out)
+    assert {x.name for x in loaded} == {"docker.io/library/one:1", "docker.io/library/one:alias", None}
+    assert load_image(other, "docker.io/library/one:alias").raw_manifest() == one.raw_manifest()
+    assert load_bundle(Store(tmp_path / "third"), out)[0].digest == one.digest
+
+
+def _classic_archive(tmp_path: Path, *, gzip_layer: bool = False) -> tuple[Path, bytes, bytes]:
+    """A docker-archive as Docker < 25 wrote it: <id>/layer.tar, <hex>.json, manifest.json."""
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"hello"))
+    layer_tar = layer.getvalue()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["cat", "/hello.txt"]},
+            "rootfs": {"type": "layers", "diff_ids": [str(Digest.of(layer_tar))]},
+            "history": [{"created_by": "ADD hello.txt /"}],
+            "docker_version": "20.10.0",
+        }
+    ).encode()
+    cfg_hex = Digest.of(config).hex
+    out = tmp_path / "classic.tar"
+    stored = gzip.compress(layer_tar, mtime=0) if gzip_layer else layer_tar
+    with tarfile.open(out, "w") as tar:
+        for name, data in [
+            (f"{cfg_hex}.json", config),
+            ("abc123/layer.tar", stored),
+            ("abc123/VERSION", b"1.0"),
+            (
+                "manifest.json",
+                json.dumps(
+                    [{"Config": f"{cfg_hex}.json", "RepoTags": ["hello:v1"], "Layers": ["abc123/layer.tar"]}]
+                ).encode(),
+            ),
+            ("repositories", b'{"hello":{"v1":"abc123"}}'),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out, config, layer_tar
+
+
+@pytest.mark.parametrize("gzip_layer", [False, True])
+def test_classic_docker_archive_loads(store_root: Path, tmp_path: Path, gzip_layer: bool) -> None:
+    path, config, layer_tar = _classic_archive(tmp_path, gzip_layer=gzip_layer)
+    store = Store(store_root)
+    loaded = load_bundle(store, path)
+    assert [x.name for x in loaded] == ["docker.io/library/hello:v1"]
+    img = load_image(store, "docker.io/library/hello:v1")
+    assert img.raw_config() == config
+    layer = image_layers(img)[0]
+    assert layer.media_type == (MediaType.OCI_LAYER_GZIP if gzip_layer else MediaType.OCI_LAYER)
+    if not gzip_layer:
+        assert layer.digest == Digest.of(layer_tar)
+    assert problems(img, check_diff_ids=True) == []
+    assert image_config(img).extra["docker_version"] == "20.10.0"
+    # saved again, the config and layer bytes are the ones that came in
+    out = tmp_path / "again.tar"
+    write_archive(out, [(["hello:v1"], img)])
+    with tarfile.open(out) as tar:
+        assert tar.extractfile(f"blobs/sha256/{Digest.of(config).hex}").read() == config  # type: ignore[union-attr]
+
+
+def test_archive_with_wrong_diff_id_is_refused(store_root: Path, tmp_path: Path) -> None:
+    path, _, _ = _classic_archive(tmp_path)
+    with tarfile.open(path) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    members["abc123/layer.tar"] = members["abc123/layer.tar"].replace(b"hello", b"HELLO")
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(ImageError, match="diff_id"):
+        load_archive(Store(store_root), path)
+
+
+def test_import_rootfs(store_root: Path, tmp_path: Path) -> None:
+    src = tmp_path / "root.tar"
+    with tarfile.open(src, "w") as tar:
+        for name, data in [("etc/hostname", b"box\n"), ("bin/x", b"#!/bin/sh\n")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    store = Store(store_root)
+    digest = import_rootfs(store, src, name="docker.io/library/imported:1", created="2024-01-01T00:00:00Z")
+    img = load_image(store, "docker.io/library/imported:1")
+    assert image_digest(img) == digest
+    assert image_config(img).diff_ids == (Digest.of(src.read_bytes()),)
+    assert image_layers(img)[0].media_type == MediaType.OCI_LAYER_GZIP
+    assert problems(img, check_diff_ids=True) == []
+    [(entry, layer)] = history_with_layers(img)
+    assert entry.comment == "Imported from root.tar" and layer == image_layers(img)[0]
+    gz = tmp_path / "root.tar.gz"
+    gz.write_bytes(gzip.compress(src.read_bytes()))
+    again = import_rootfs(store, gz, created="2024-01-01T00:00:00Z")
+    assert image_config(load_image(store, again)).diff_ids == image_config(img).diff_ids
+    (tmp_path / "not.tar").write_bytes(b"x" * 2000)
+    with pytest.raises(ImageError, match="not a tar"):
+        import_rootfs(store, tmp_path / "not.tar")

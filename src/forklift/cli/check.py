@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import cast
 
 import click
 
 from forklift.dockerfile.checks import CheckOptions, CheckReport, run_checks
-from forklift.dockerfile.checks.framework import IgnoreMatcher
+from forklift.dockerfile.ignore import DockerIgnore, parse_dockerignore
 from forklift.dockerfile.syntax import parse
 from forklift.errors import ForkliftError
 
@@ -31,24 +29,17 @@ def parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
     return args
 
 
-def find_dockerignore(context: Path, dockerfile: Path | None) -> str | None:
-    """The ignore file's text: ``<Dockerfile>.dockerignore`` next to the Dockerfile wins, as in BuildKit."""
+def load_dockerignore(context: Path, dockerfile: Path | None) -> DockerIgnore | None:
+    """The parsed ignore file: ``<Dockerfile>.dockerignore`` next to the Dockerfile wins, as in BuildKit."""
     candidates = []
     if dockerfile is not None:
         candidates.append(dockerfile.with_name(dockerfile.name + ".dockerignore"))
     candidates.append(context / ".dockerignore")
     for candidate in candidates:
         if candidate.is_file():
-            return candidate.read_text(encoding="utf-8", errors="replace")
+            text = candidate.read_text(encoding="utf-8", errors="replace")
+            return parse_dockerignore(text, file=str(candidate))
     return None
-
-
-def load_dockerignore(text: str | None) -> IgnoreMatcher | None:
-    """Parse ``.dockerignore`` text with ``forklift.dockerfile.ignore`` (None when there is none)."""
-    if text is None:
-        return None
-    module = importlib.import_module("forklift.dockerfile.ignore")
-    return cast(IgnoreMatcher, module.parse_dockerignore(text))
 
 
 def render_report(report: CheckReport, fmt: str) -> str:
@@ -100,7 +91,7 @@ def check_command(
     options = CheckOptions(
         build_args=parse_build_args(build_args),
         targets=targets,
-        dockerignore=load_dockerignore(find_dockerignore(context, path)),
+        dockerignore=load_dockerignore(context, path),
     )
     report = run_checks(parsed, options)
     output = render_report(report, fmt)
@@ -111,4 +102,6 @@ def check_command(
         warnings = len(report.findings) - errors
         click.echo(f"{warnings} warning(s), {errors} error(s)", err=True)
     if report.failed:
-        raise click.exceptions.Exit(1)
+        # SystemExit rather than click's Exit: with standalone_mode=False click would turn Exit into
+        # a return value, which ``python -m forklift.cli.main`` drops.
+        sys.exit(1)

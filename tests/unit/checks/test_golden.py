@@ -3,7 +3,6 @@ good.Dockerfile must come out clean (no finding of any rule)."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 
 from forklift.dockerfile.checks import RULES, CheckOptions, Finding, run_checks
-from forklift.dockerfile.checks.framework import IgnoreMatcher
+from forklift.dockerfile.ignore import parse_dockerignore
 from forklift.dockerfile.syntax import parse
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -19,31 +18,12 @@ DOCS = Path(__file__).resolve().parents[3] / "docs" / "checks"
 RULE_NAMES = sorted(rule.name for rule in RULES)
 
 
-class PatternIgnore:
-    """A .dockerignore stand-in (plain fnmatch lines) used only until dockerfile.ignore lands."""
-
-    def __init__(self, text: str) -> None:
-        self.patterns = [line.strip() for line in text.splitlines() if line.strip()]
-
-    def matches(self, path: str) -> bool:
-        return any(fnmatch.fnmatch(path, p) for p in self.patterns)
-
-
-def dockerignore(text: str) -> IgnoreMatcher:
-    try:
-        from forklift.dockerfile import ignore  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:
-        return PatternIgnore(text)
-    matcher: IgnoreMatcher = ignore.parse_dockerignore(text)
-    return matcher
-
-
 def options_for(expected: dict[str, Any]) -> CheckOptions:
     raw = expected.get("options", {})
     return CheckOptions(
         build_args=raw.get("build_args", {}),
         targets=tuple(raw.get("targets", ())),
-        dockerignore=dockerignore(raw["dockerignore"]) if "dockerignore" in raw else None,
+        dockerignore=parse_dockerignore(raw["dockerignore"]) if "dockerignore" in raw else None,
         base_image_platforms=raw.get("base_image_platforms", {}),
         target_platform=raw.get("target_platform"),
     )

@@ -197,7 +197,9 @@ def stage_only_in_skipped_target(data: CheckInput) -> Iterator[Hit]:
     if not facts.stages:
         return
     used = {d for s in facts.stages for d in s.deps}
-    leaves = [i for i in _targetable(facts) if i not in facts.built and i not in used]
+    # The default target (the last stage) is skipped only on purpose, with an explicit --target.
+    last = len(facts.stages) - 1
+    leaves = [i for i in _targetable(facts) if i not in facts.built and i not in used and i != last]
     built_names = ", ".join(facts.stages[t].label for t in facts.targets)
     for stage in facts.stages:
         if stage.index in facts.built:

@@ -133,3 +133,12 @@ def resolve_user(rootfs: Path, user: str) -> tuple[int, int, tuple[int, ...]]:
             if entry.name in group.members and group.gid != gid and group.gid not in additional:
                 additional.append(group.gid)
     return uid, gid, tuple(additional)
+
+
+def user_home(rootfs: Path, uid: int) -> str:
+    """The home directory of ``uid`` in the image's /etc/passwd; ``/`` (``/root`` for root) if absent."""
+    passwd_text = _read_image_file(rootfs, "/etc/passwd")
+    for entry in parse_passwd(passwd_text or ""):
+        if entry.uid == uid and entry.home:
+            return entry.home
+    return "/root" if uid == 0 else "/"

@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -88,3 +88,39 @@ def store_root(tmp_path: Path) -> Iterator[Path]:
     root = tmp_path / "store"
     root.mkdir()
     yield root
+
+
+BUSYBOX_IMAGE = "docker.io/library/busybox:latest"
+
+
+@pytest.fixture(scope="session")
+def _busybox_layout(busybox_rootfs_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The busybox image (one gzip layer, fixed timestamp) as an OCI layout, made once per session."""
+    from forklift.oci.archive import import_rootfs
+    from forklift.oci.image import load_image
+    from forklift.oci.layout import write_layout
+    from forklift.oci.model import ContainerConfig
+    from forklift.oci.store import Store
+
+    base = tmp_path_factory.mktemp("busybox-image")
+    store = Store(base / "store")
+    config = ContainerConfig(
+        env=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",), cmd=("sh",)
+    )
+    digest = import_rootfs(store, busybox_rootfs_tar, created="2024-01-01T00:00:00Z", config=config)
+    write_layout(base / "layout", [(BUSYBOX_IMAGE, load_image(store, digest))])
+    return base / "layout"
+
+
+@pytest.fixture(scope="session")
+def busybox_image(_busybox_layout: Path) -> Callable[[Path], str]:
+    """A loader: ``busybox_image(store_root)`` puts a single-layer busybox image (Env PATH, Cmd sh)
+    into the store at ``store_root`` and returns its canonical name, docker.io/library/busybox:latest."""
+    from forklift.oci.layout import load_layout
+    from forklift.oci.store import Store
+
+    def load(root: Path) -> str:
+        load_layout(Store(root), _busybox_layout)
+        return BUSYBOX_IMAGE
+
+    return load

@@ -339,9 +339,10 @@ def _image_digest(image: Image) -> str:
 
 def _write_rootfs(store: Store, state: StageState, dest: Path) -> None:
     """``type=local``: the final root filesystem, layer by layer (whiteouts applied)."""
+    from forklift.oci.compression import open_uncompressed
     from forklift.snapshot.unpack import ApplyOptions, apply_layer
 
     dest.mkdir(parents=True, exist_ok=True)
     for layer in state.layers:
-        with store.open_blob(layer.digest, size=layer.size) as blob:
-            apply_layer(blob, dest, options=ApplyOptions(mode="merge"))
+        with store.open_blob(layer.digest, size=layer.size) as blob, open_uncompressed(blob) as tar:
+            apply_layer(tar, dest, options=ApplyOptions(mode="merge"))

@@ -313,11 +313,12 @@ def _write_entry(
 
 def _extract_archive(path: Path, target: Path) -> None:
     """ADD of a local tar archive (gzip, bzip2, xz, zstd or plain): extracted safely into ``target``."""
+    from forklift.oci.compression import open_uncompressed
     from forklift.snapshot.unpack import ApplyOptions, apply_layer
 
     try:
-        with open(path, "rb") as f:
-            apply_layer(f, target, options=ApplyOptions(mode="merge"))
+        with open(path, "rb") as f, open_uncompressed(f) as tar:
+            apply_layer(tar, target, options=ApplyOptions(mode="merge", same_owner=True))
     except ForkliftError as err:
         raise BuildError(f"cannot extract {path.name}: {err.message}") from err
     except (OSError, tarfile.TarError) as err:

@@ -1,0 +1,178 @@
+"""``forklift build``: flags -> BuildOptions, progress rendered on stderr, the image ID with ``-q``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from forklift.errors import ForkliftError
+
+
+def _pairs(values: tuple[str, ...], flag: str, *, from_env: bool) -> dict[str, str]:
+    """``K=V`` pairs; with ``from_env`` a bare ``K`` takes its value from the environment (as docker)."""
+    out: dict[str, str] = {}
+    for item in values:
+        key, has_value, value = item.partition("=")
+        if not key:
+            raise ForkliftError(f"{flag} {item!r}: the name is empty", hint=f"write {flag} NAME=VALUE")
+        if has_value:
+            out[key] = value
+        elif from_env:
+            if key in os.environ:
+                out[key] = os.environ[key]
+        else:
+            out[key] = ""
+    return out
+
+
+def _secrets(values: tuple[str, ...]) -> tuple[Any, ...]:
+    """``--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`` (buildx's forms)."""
+    from forklift.execute.engine import SecretSource
+
+    out = []
+    for spec in values:
+        fields: dict[str, str] = {}
+        for part in spec.split(","):
+            key, _, value = part.partition("=")
+            fields[key.strip().lower()] = value.strip()
+        ident = fields.get("id")
+        if not ident:
+            raise ForkliftError(f"--secret {spec!r}: id= is required")
+        src = fields.get("src") or fields.get("source")
+        kind = fields.get("type")
+        envvar = fields.get("env")
+        if kind == "env" and src and not envvar:
+            envvar, src = src, None
+        if src:
+            path = Path(src).expanduser()
+            if not path.is_file():
+                raise ForkliftError(f"--secret {spec!r}: {src} is not a file")
+            out.append(SecretSource(id=ident, file=path))
+        else:
+            out.append(SecretSource(id=ident, env=envvar or ident))
+    return tuple(out)
+
+
+def _ssh(values: tuple[str, ...]) -> dict[str, str]:
+    """``--ssh default`` (the agent of $SSH_AUTH_SOCK) or ``--ssh ID=SOCKET``."""
+    out: dict[str, str] = {}
+    for spec in values:
+        ident, _, sock = spec.partition("=")
+        if not sock:
+            sock = os.environ.get("SSH_AUTH_SOCK", "")
+            if not sock:
+                raise ForkliftError(f"--ssh {spec}: SSH_AUTH_SOCK is not set", hint="give --ssh ID=SOCKET")
+        out[ident or "default"] = sock
+    return out
+
+
+@click.command("build", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-f", "--file", "file", default=None, help="Name of the Dockerfile (default: CONTEXT/Dockerfile)."
+)
+@click.option(
+    "-t", "--tag", "tags", multiple=True, help="Name and optionally a tag (NAME[:TAG]); repeatable."
+)
+@click.option("--target", "targets", multiple=True, help="Stage to build; repeatable (default: the last).")
+@click.option("--build-arg", "build_args", multiple=True, help="Set a build-time variable (K=V).")
+@click.option("--label", "labels", multiple=True, help="Set a label on the image (K=V).")
+@click.option("--no-cache", is_flag=True, help="Do not use the cache.")
+@click.option("--no-cache-filter", "no_cache_filter", multiple=True, help="Do not cache these stages.")
+@click.option(
+    "--network", type=click.Choice(["default", "host", "none"]), default="default", help="RUN network."
+)
+@click.option("--secret", "secrets", multiple=True, help="Secret: id=ID,src=FILE or id=ID,env=VAR.")
+@click.option("--ssh", "ssh", multiple=True, help="SSH agent socket: default or ID=SOCKET.")
+@click.option("-o", "--output", "outputs", multiple=True, help="type=oci|docker|local|tar,dest=PATH.")
+@click.option("--iidfile", type=click.Path(dir_okay=False, path_type=Path), help="Write the image ID here.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
+@click.option(
+    "--progress",
+    type=click.Choice(["auto", "tty", "plain", "rawjson", "quiet"]),
+    default="auto",
+    help="Progress output.",
+)
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Stages run at once (default: CPUs).")
+@click.option("--runtime", default=None, help="OCI runtime: runc or crun (name or path).")
+@click.option("--platform", default=None, help="Target platform (os/arch).")
+@click.argument("context", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_obj
+def build_command(
+    obj: Any,
+    file: str | None,
+    tags: tuple[str, ...],
+    targets: tuple[str, ...],
+    build_args: tuple[str, ...],
+    labels: tuple[str, ...],
+    no_cache: bool,
+    no_cache_filter: tuple[str, ...],
+    network: str,
+    secrets: tuple[str, ...],
+    ssh: tuple[str, ...],
+    outputs: tuple[str, ...],
+    iidfile: Path | None,
+    quiet: bool,
+    progress: str,
+    jobs: int | None,
+    runtime: str | None,
+    platform: str | None,
+    context: Path,
+) -> None:
+    """Build an image from a Dockerfile and a build context."""
+    from forklift.build import BuildOptions, OutputSpec, build
+
+    args = _pairs(build_args, "--build-arg", from_env=True)
+    epoch_text = args.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH")
+    epoch: int | None = None
+    if epoch_text:
+        try:
+            epoch = int(epoch_text)
+        except ValueError:
+            raise ForkliftError(f"SOURCE_DATE_EPOCH={epoch_text!r} is not a number of seconds") from None
+    options = BuildOptions(
+        context=context,
+        root=obj.root,
+        dockerfile=Path(file) if file else None,
+        tags=tags,
+        targets=targets,
+        build_args=args,
+        labels=_pairs(labels, "--label", from_env=False),
+        no_cache=no_cache,
+        no_cache_filter=no_cache_filter,
+        network=network,
+        secrets=_secrets(secrets),
+        ssh=_ssh(ssh),
+        outputs=tuple(OutputSpec.parse(o) for o in outputs),
+        iidfile=iidfile,
+        jobs=jobs,
+        runtime=runtime,
+        source_date_epoch=epoch,
+        platform=platform,
+    )
+    mode = "quiet" if quiet else progress
+    if mode == "auto":
+        mode = "tty" if sys.stderr.isatty() else "plain"
+    if mode == "quiet":
+        from forklift.report.progress import discard
+
+        result = build(options, events=discard)
+    elif mode == "rawjson":
+        from forklift.report.progress import RawJsonRenderer
+
+        result = build(options, events=RawJsonRenderer(sys.stderr))
+    elif mode == "tty":
+        from forklift.report.progress import TtyRenderer
+
+        with TtyRenderer(sys.stderr) as renderer:
+            result = build(options, events=renderer)
+    else:
+        from forklift.report.progress import PlainRenderer
+
+        result = build(options, events=PlainRenderer(sys.stderr))
+    if quiet:
+        for image in result.images:
+            click.echo(image.image_id)

@@ -450,6 +450,21 @@ def _heredoc_from_word(word: str) -> tuple[str, int, bool, bool] | None:
     return plain[0], fd, quotes(plain[0]) == quotes(raw[0]), chomp
 
 
+def parse_heredoc_marker(word: str) -> Heredoc | None:
+    """The heredoc a word like ``<<EOF``, ``<<-'EOF'`` or ``3<<EOF`` introduces (empty content), else None.
+
+    For the typed layer: which COPY/ADD sources are heredocs (BuildKit's MustParseHeredoc).
+    """
+    try:
+        marker = _heredoc_from_word(word)
+    except _LineError:
+        return None
+    if marker is None:
+        return None
+    name, fd, expand, chomp = marker
+    return Heredoc(name=name, content="", expand=expand, chomp=chomp, fd=fd)
+
+
 def _heredoc_markers(line: str) -> list[tuple[str, int, bool, bool]]:
     try:
         words = split_raw_words(line)

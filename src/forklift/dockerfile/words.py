@@ -90,6 +90,7 @@ class _Lexer:
         skip_unset: bool = False,
         expand: bool = True,
         heredoc_markers: bool = False,
+        process_quotes: bool = True,
     ) -> None:
         self.text = text
         self.pos = 0
@@ -100,6 +101,7 @@ class _Lexer:
         self.skip_unset = skip_unset
         self.expand = expand
         self.heredoc_markers = heredoc_markers
+        self.process_quotes = process_quotes
         self.used: set[str] = set()
         self.unset: set[str] = set()
 
@@ -148,12 +150,12 @@ class _Lexer:
                     result.append(value)
                     words.add_raw_string(value)
                     continue
-                if ch == "'":
+                if ch == "'" and self.process_quotes:
                     value = self.process_single_quote()
                     result.append(value)
                     words.add_raw_string(value)
                     continue
-                if ch == '"':
+                if ch == '"' and self.process_quotes:
                     value = self.process_double_quote()
                     result.append(value)
                     words.add_raw_string(value)
@@ -413,6 +415,19 @@ def expand_words(text: str, env: Mapping[str, str], *, escape: str = "\\") -> li
     _check_escape(escape)
     _, words = _Lexer(text, env, escape=escape).run()
     return words
+
+
+def expand_heredoc_tracked(text: str, env: Mapping[str, str]) -> Expansion:
+    """Expand a heredoc body (delimiter unquoted) the way BuildKit does: ``$VAR``/``${...}`` are
+    substituted and ``\\`` escapes apply, but quotes are ordinary characters of the script."""
+    lexer = _Lexer(text, env, escape="\\", process_quotes=False)
+    value, _ = lexer.run()
+    return Expansion(value=value, used=frozenset(lexer.used), unset=frozenset(lexer.unset))
+
+
+def expand_heredoc(text: str, env: Mapping[str, str]) -> str:
+    """``expand_heredoc_tracked(text, env).value``."""
+    return expand_heredoc_tracked(text, env).value
 
 
 def remove_quotes(text: str, *, escape: str = "\\") -> str:

@@ -10,7 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forklift.dockerfile.syntax import Heredoc, Node, dump, extract_flags, parse, parse_words
+from forklift.dockerfile.syntax import (
+    Heredoc,
+    Node,
+    dump,
+    extract_flags,
+    parse,
+    parse_heredoc_marker,
+    parse_words,
+)
 from forklift.errors import DockerfileSyntaxError
 
 
@@ -413,3 +421,10 @@ def test_random_dockerfiles_raise_only_syntax_errors(lines: list[str], newline: 
 def test_deeply_nested_json_is_shell_form() -> None:
     node = parse("CMD " + "[" * 5000 + "]" * 5000).nodes[0]
     assert not node.json_form and len(node.args) == 1
+
+
+def test_parse_heredoc_marker() -> None:
+    assert parse_heredoc_marker("<<-'EOF'") == Heredoc("EOF", "", False, True)
+    assert parse_heredoc_marker("2<<X") == Heredoc("X", "", True, False, fd=2)
+    for word in ("EOF", "<<", "<<-", "<EOF", "<<<EOF", "<<'EOF", '<<EOF"'):
+        assert parse_heredoc_marker(word) is None, word

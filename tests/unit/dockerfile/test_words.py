@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from forklift.dockerfile.words import (
     Expansion,
+    expand_heredoc,
+    expand_heredoc_tracked,
     expand_word,
     expand_word_tracked,
     expand_words,
@@ -205,3 +207,9 @@ def test_random_words_raise_only_expansion_errors(text: str) -> None:
 def test_deep_nesting_is_an_expansion_error() -> None:
     with pytest.raises(ExpansionError, match="nested too deeply"):
         expand_word("${a:-" * 3000 + "}" * 3000, {})
+
+
+def test_expand_heredoc_keeps_quotes() -> None:
+    result = expand_heredoc_tracked("echo \"$A\" '$B' \\$C ${D:-d}\n", {"A": "1"})
+    assert result == Expansion("echo \"1\" '' $C d\n", frozenset({"A", "B", "D"}), frozenset({"B", "D"}))
+    assert expand_heredoc("x=${A}", {"A": "'q'"}) == "x='q'"

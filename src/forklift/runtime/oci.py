@@ -25,6 +25,7 @@ The rootfs contract (what a RUN step's layer may contain afterwards):
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import resource
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from forklift.errors import RuntimeNotFound
+from forklift.errors import ForkliftError, RuntimeNotFound
 from forklift.runtime.base import Mount, OutputSink, Process
 from forklift.runtime.rootpath import resolve_in_root
 
@@ -286,17 +287,27 @@ def _is_file_mount(mount: Mount) -> bool:
     return mount.type == "bind" and mount.source is not None and not os.path.isdir(mount.source)
 
 
+def _ensure(targets: MountTargets, target: str, *, is_dir: bool, placeholder: bool) -> None:
+    try:
+        targets.ensure(target, is_dir=is_dir, placeholder=placeholder)
+    except OSError as err:
+        raise ForkliftError(
+            f"cannot create the mount point {target} in the image: {err.strerror}",
+            hint="a path on the way is a file, not a directory" if err.errno == errno.ENOTDIR else None,
+        ) from err
+
+
 @contextmanager
 def prepared_rootfs(rootfs: Path, mounts: tuple[Mount, ...]) -> Iterator[MountTargets]:
     """Create the mount targets the run needs in ``rootfs``; remove the placeholders afterwards."""
     targets = MountTargets(rootfs)
     try:
         for path in NETWORK_FILES:
-            targets.ensure(path, is_dir=False, placeholder=True)
+            _ensure(targets, path, is_dir=False, placeholder=True)
         for mount in mounts:
             # A file target (a secret) is a placeholder like /etc/hosts; a directory target stays.
             file_mount = _is_file_mount(mount)
-            targets.ensure(mount.target, is_dir=not file_mount, placeholder=file_mount)
+            _ensure(targets, mount.target, is_dir=not file_mount, placeholder=file_mount)
         yield targets
     finally:
         targets.remove_placeholders()

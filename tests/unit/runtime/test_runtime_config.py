@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
+from forklift.errors import ForkliftError
 from forklift.runtime.base import Mount, Process
 from forklift.runtime.oci import (
     DEFAULT_CAPABILITIES,
@@ -113,3 +116,14 @@ def test_symlinked_target_is_created_where_it_points(tmp_path: Path) -> None:
         assert (tmp_path / "run" / "resolvconf" / "resolv.conf").is_file()
     assert not (tmp_path / "run").exists()
     assert (tmp_path / "etc" / "resolv.conf").is_symlink()
+
+
+def test_mount_target_under_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "data").write_text("a file")
+    with (
+        pytest.raises(ForkliftError, match="cannot create the mount point /data/cache in the image"),
+        prepared_rootfs(tmp_path, (Mount(target="/data/cache", type="tmpfs"),)),
+    ):
+        pass
+    assert sorted(p.name for p in (tmp_path / "etc").iterdir()) == []  # placeholders undone

@@ -48,7 +48,7 @@ class EnvVarVector:
 def env_var_vectors() -> list[EnvVarVector]:
     """The envVarTest vectors for platforms A and U (W vectors are Windows-only and left out)."""
     if not available():
-        return []
+        return [EnvVarVector(0, "A", ABSENT, "")]  # a placeholder that skips via shared_dir
     vectors = []
     text = (CONFORMANCE / "shell" / "envVarTest").read_text(encoding="utf-8")
     for number, line in enumerate(text.split("\n"), start=1):
@@ -80,7 +80,7 @@ class WordsVector:
 def words_vectors() -> list[WordsVector]:
     """The wordsTest vectors, each with the ENV definitions accumulated above it."""
     if not available():
-        return []
+        return [WordsVector(0, ABSENT, (), ())]  # a placeholder that skips via shared_dir
     env: dict[str, str] = {}
     vectors = []
     text = (CONFORMANCE / "shell" / "wordsTest").read_text(encoding="utf-8")

@@ -107,9 +107,9 @@ def is_valid_reference(ref: str) -> bool:
     return bool(_REFERENCE.match(ref))
 
 
-def _suggest(name: str, choices: Iterable[str]) -> str:
+def _suggest(name: str, choices: Iterable[str], *, prefix: str = "") -> str:
     match = difflib.get_close_matches(name, sorted(set(choices)), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]}?)" if match else ""
+    return f" (did you mean {prefix}{match[0]}?)" if match else ""
 
 
 def _from_words(node: Node) -> list[str]:
@@ -119,7 +119,8 @@ def _from_words(node: Node) -> list[str]:
 
 def undefined_arg_in_from(data: CheckInput) -> Iterator[Hit]:
     """FROM uses a variable no global ARG, build argument or automatic platform ARG defines."""
-    known = set(data.facts.global_args) | set(data.options.build_args) | set(PLATFORM_ARGS)
+    # FROM sees only declared global ARGs (a --build-arg alone does not declare one).
+    known = set(data.facts.global_args) | set(PLATFORM_ARGS)
     escape = data.parsed.directives.escape
     for stage in data.facts.stages:
         for word in _from_words(stage.from_node):
@@ -206,4 +207,6 @@ def _report(node: Node, word: str, defined: set[str], escape: str) -> Iterator[H
     if result is None:
         return
     for name in sorted(result.unset - set(PLATFORM_ARGS)):
-        yield Hit(node.start_line, f"Usage of undefined variable '${name}'{_suggest(name, defined)}")
+        yield Hit(
+            node.start_line, f"Usage of undefined variable '${name}'{_suggest(name, defined, prefix='$')}"
+        )

@@ -225,7 +225,7 @@ def copy_ignored_file(data: CheckInput) -> Iterator[Hit]:
         if node.keyword not in ("copy", "add") or flag_values(node, "from") or len(node.args) < 2:
             continue
         for source in node.args[:-1]:
-            if source.startswith("<<") or re.match(r"^[a-z][a-z0-9+.-]*://|^git@", source):
+            if source.startswith("<<") or "$" in source or re.match(r"^[a-z][a-z0-9+.-]*://|^git@", source):
                 continue
             path = source
             while path.startswith("./"):

@@ -1,0 +1,101 @@
+"""The image commands, driven through the real click group against a real store."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from forklift.cli.images import human_since, human_size
+from forklift.cli.main import cli
+from forklift.errors import ImageError
+from forklift.oci.image import image_config, image_digest, image_id, load_image
+from forklift.oci.store import Store
+
+
+def run(root: Path, *args: str) -> Result:
+    result = CliRunner().invoke(cli, ["--root", str(root), *args], catch_exceptions=True)
+    return result
+
+
+def ok(root: Path, *args: str) -> str:
+    result = run(root, *args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
+
+
+@pytest.fixture
+def loaded(busybox_image: Callable[[Path], str], store_root: Path) -> Path:
+    busybox_image(store_root)
+    return store_root
+
+
+def test_images_lists_familiar_names(loaded: Path) -> None:
+    out = ok(loaded, "images").splitlines()
+    assert out[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    row = out[1].split()
+    img = load_image(Store(loaded), "docker.io/library/busybox:latest")
+    assert row[:3] == ["busybox", "latest", image_id(img).short]
+    assert ok(loaded, "images", "-q").strip() == image_id(img).short
+
+
+def test_tag_inspect_history_rmi(loaded: Path) -> None:
+    ok(loaded, "tag", "busybox", "localhost:5000/mine:v1")
+    store = Store(loaded)
+    assert store.get_ref("localhost:5000/mine:v1") == store.get_ref("docker.io/library/busybox:latest")
+    data = json.loads(ok(loaded, "inspect", "--format", "json", "localhost:5000/mine:v1"))
+    assert data[0]["RepoTags"] == ["busybox:latest", "localhost:5000/mine:v1"]
+    assert data[0]["Config"]["config"]["Cmd"] == ["sh"] and data[0]["Manifest"]["schemaVersion"] == 2
+    ident = data[0]["Id"]
+    text = ok(loaded, "inspect", "--check", ident[7:19])
+    assert "Check:         ok" in text and ident in text
+    history = ok(loaded, "history", "busybox").splitlines()
+    assert history[0].split()[:2] == ["LAYER", "CREATED"] and "forklift import" in history[1]
+    assert "Untagged: localhost:5000/mine:v1" in ok(loaded, "rmi", "localhost:5000/mine:v1")
+    assert store.get_ref("localhost:5000/mine:v1") is None
+    missing = run(loaded, "inspect", "busybx")
+    assert isinstance(missing.exception, ImageError) and "did you mean busybox:latest" in str(
+        missing.exception
+    )
+
+
+def test_save_load_both_formats(loaded: Path, tmp_path: Path) -> None:
+    store = Store(loaded)
+    digest = store.get_ref("docker.io/library/busybox:latest")
+    ok(loaded, "save", "-o", str(tmp_path / "bb.tar"), "busybox")
+    ok(loaded, "save", "-o", str(tmp_path / "oci"), "--format", "oci", "busybox:latest")
+    ok(loaded, "save", "-o", str(tmp_path / "oci.tar"), "--format", "oci", "busybox:latest")
+    with tarfile.open(tmp_path / "bb.tar") as tar:
+        assert {"manifest.json", "repositories", "index.json", "oci-layout"} <= set(tar.getnames())
+    assert (tmp_path / "oci" / "index.json").is_file()
+    for i, src in enumerate(("bb.tar", "oci", "oci.tar")):
+        other = tmp_path / f"s{i}"
+        assert ok(other, "load", "-i", str(tmp_path / src)) == "Loaded image: busybox:latest\n"
+        assert Store(other).get_ref("docker.io/library/busybox:latest") == digest
+    renamed = ok(tmp_path / "s9", "load", "-i", str(tmp_path / "oci"), "-t", "other:2")
+    assert renamed == "Loaded image: other:2\n"
+
+
+def test_import_and_prune(store_root: Path, busybox_rootfs_tar: Path) -> None:
+    digest = ok(store_root, "import", str(busybox_rootfs_tar), "mybox:1").strip()
+    store = Store(store_root)
+    img = load_image(store, "docker.io/library/mybox:1")
+    assert str(image_digest(img)) == digest and len(image_config(img).diff_ids) == 1
+    assert "Total reclaimed space: 0B" in ok(store_root, "prune")
+    ok(store_root, "rmi", "mybox:1")
+    out = ok(store_root, "prune")
+    assert "Deleted 3 blob(s)" in out and "Total reclaimed space: 0B" not in out
+    assert list(store.list_blobs()) == []
+
+
+def test_humanised_columns() -> None:
+    now = datetime.datetime(2024, 1, 10, tzinfo=datetime.UTC)
+    assert human_since("2024-01-09T22:59:00.123456789Z", now) == "About an hour ago"
+    assert human_since("2024-01-01T00:00:00Z", now) == "9 days ago"
+    assert human_since(None, now) == "N/A"
+    assert (human_size(999), human_size(4_260_000)) == ("999B", "4.26MB")

@@ -21,6 +21,7 @@ from forklift.report.graphdraw import (
     GraphDrawing,
     render_dot,
     render_mermaid,
+    render_svg,
     render_text,
 )
 
@@ -100,7 +101,7 @@ def drawing_of(graph: StageGraph) -> GraphDrawing:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json", "dot", "mermaid"]),
+    type=click.Choice(["text", "json", "dot", "mermaid", "svg"]),
     default="text",
     show_default=True,
     help="Output format.",
@@ -140,5 +141,5 @@ def graph_command(
             err=True,
         )
     drawing = drawing_of(graph)
-    render = {"text": render_text, "dot": render_dot, "mermaid": render_mermaid}[fmt]
+    render = {"text": render_text, "dot": render_dot, "mermaid": render_mermaid, "svg": render_svg}[fmt]
     click.echo(render(drawing), nl=False)

@@ -183,11 +183,12 @@ def global_arg_pairs(node: Node) -> Iterator[tuple[str, str | None]]:
         yield key.strip("\"'"), (value if sep else None)
 
 
-def _stage_ref(ref: str, names: Mapping[str, int], before: int) -> int | None:
-    # A --from / from= value or a base: a stage name (any case), or a stage index, defined earlier.
-    key = ref.lower()
-    if key in names and names[key] < before:
-        return names[key]
+def _stage_ref(ref: str, names: Mapping[str, list[int]], before: int) -> int | None:
+    # A --from / from= value or a base: a stage name (any case; the latest definition before the
+    # reference wins, as in the planner), or a stage index, defined earlier.
+    earlier = [i for i in names.get(ref.lower(), []) if i < before]
+    if earlier:
+        return earlier[-1]
     if ref.isdigit() and int(ref) < before:
         return int(ref)
     return None
@@ -221,7 +222,7 @@ def collect_facts(
             elif value is not None:
                 env[key] = expand_simple(value, env, escape=escape)
 
-    names: dict[str, int] = {}
+    names: dict[str, list[int]] = {}
     stages: list[Stage] = []
     for index, (from_node, body) in enumerate(groups):
         args = from_node.args
@@ -254,8 +255,8 @@ def collect_facts(
                 copy_sources=tuple(sources),
             )
         )
-        if name is not None and name not in names:
-            names[name] = index
+        if name is not None:
+            names.setdefault(name, []).append(index)
 
     for target in targets:
         if target.lower() not in names:
@@ -263,7 +264,7 @@ def collect_facts(
                 f"target stage {target!r} could not be found",
                 hint=did_you_mean(target, [s.name_text for s in stages if s.name_text]),
             )
-    wanted = tuple(dict.fromkeys(names[t.lower()] for t in targets))
+    wanted = tuple(dict.fromkeys(names[t.lower()][-1] for t in targets))
     if not wanted and stages:
         wanted = (len(stages) - 1,)
     facts = DockerfileFacts(

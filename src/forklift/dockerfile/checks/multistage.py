@@ -42,7 +42,7 @@ def _from_stage(facts: DockerfileFacts, node: Node, before: int) -> Stage | None
     if not refs:
         return None
     ref = refs[0]
-    for stage in facts.stages[:before]:
+    for stage in reversed(facts.stages[:before]):  # the latest definition of a name wins
         if stage.name == ref.lower() or str(stage.index) == ref:
             return stage
     return None

@@ -94,3 +94,16 @@ def test_unknown_target_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureF
     code, _, err = run(["check", "--target", "ap", str(tmp_path)], capsys)
     assert code == 1
     assert "target stage 'ap' could not be found" in err
+
+
+def test_dockerfile_from_standard_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("FROM alpine:3.20\nMAINTAINER me\n"))
+    code, out, _ = run(["check", "-f", "-", "--format", "json", str(tmp_path)], capsys)
+    assert code == 0
+    assert [(f["rule"], f["file"], f["line"]) for f in json.loads(out)] == [
+        ("MaintainerDeprecated", "Dockerfile", 2)
+    ]

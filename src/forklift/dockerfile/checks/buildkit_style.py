@@ -44,7 +44,8 @@ def consistent_instruction_casing(data: CheckInput) -> Iterator[Hit]:
 def no_empty_continuation(data: CheckInput) -> Iterator[Hit]:
     """An empty line inside a continued instruction (the parser's warning)."""
     for warning in data.parsed.warnings:
-        yield Hit(warning.line, "Empty continuation line")
+        if "empty continuation" in warning.message.lower():
+            yield Hit(warning.line, "Empty continuation line")
 
 
 def maintainer_deprecated(data: CheckInput) -> Iterator[Hit]:

@@ -1,0 +1,372 @@
+"""End-to-end builds on a busybox base with the real runtime (runc) and real overlayfs.
+
+Each instruction's effect is checked in the exported image (umoci unpacks it, and the config is
+read from the OCI layout); the cache is checked through the plain progress output.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import require_tool
+from forklift.build import BuildOptions, BuildResult, OutputSpec, build
+from forklift.errors import BuildError
+from forklift.report.progress import PlainRenderer
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def _runtime() -> None:
+    require_tool("runc")
+
+
+def run_build(
+    context: Path, store: Path, dockerfile: str | None = None, **kwargs: object
+) -> tuple[BuildResult, str]:
+    """Build ``context`` (writing ``dockerfile`` first when given); return the result and plain progress."""
+    if dockerfile is not None:
+        (context / "Dockerfile").write_text(dockerfile)
+    out = io.StringIO()
+    result = build(BuildOptions(context=context, root=store, **kwargs), events=PlainRenderer(out))  # type: ignore[arg-type]
+    return result, out.getvalue()
+
+
+def image_json(store: Path, result: BuildResult) -> tuple[dict[str, object], dict[str, object]]:
+    """(manifest, config) of the built image, read from the store's blobs."""
+
+    def blob(digest: str) -> dict[str, object]:
+        algo, hexpart = digest.split(":")
+        data: dict[str, object] = json.loads((store / "blobs" / algo / hexpart).read_text())
+        return data
+
+    manifest = blob(result.image.digest)
+    config = blob(result.image.image_id)
+    return manifest, config
+
+
+def umoci_rootfs(tmp: Path, layout: Path, tag: str) -> Path:
+    """Unpack ``layout:tag`` with umoci; return the root filesystem."""
+    umoci = require_tool("umoci")
+    bundle = tmp / "bundle"
+    subprocess.run(
+        [umoci, "unpack", "--image", f"{layout}:{tag}", str(bundle)], check=True, capture_output=True
+    )
+    return bundle / "rootfs"
+
+
+def missed(progress: str) -> list[str]:
+    """The step titles that missed the cache, in order."""
+    titles: dict[str, str] = {}
+    out: list[str] = []
+    for line in progress.splitlines():
+        num, _, rest = line.partition(" ")
+        if rest.startswith("[") and num not in titles:
+            titles[num] = rest
+        elif rest.startswith("cache miss:"):
+            out.append(titles[num])
+    return out
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Path:
+    d = tmp_path / "ctx"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def store(store_root: Path, busybox_image: Callable[[Path], str]) -> Path:
+    busybox_image(store_root)
+    return store_root
+
+
+EVERY_INSTRUCTION = """\
+FROM busybox
+MAINTAINER someone@example.com
+ARG GREETING=hello
+ENV APP_HOME=/srv/app PATH=/srv/app/bin:$PATH
+LABEL org.example.name="demo app" version=1
+EXPOSE 8080 53/udp
+WORKDIR $APP_HOME
+COPY --chown=app:app --chmod=750 tool.sh bin/tool
+COPY data/ data/
+RUN echo "$GREETING from $(pwd)" > greeting.txt && rm /etc/group && mkdir -p /var/cache/x
+RUN <<EOF
+echo heredoc > /srv/app/heredoc.txt
+EOF
+VOLUME /srv/app/state
+USER app
+SHELL ["/bin/sh", "-ec"]
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=30s --timeout=3s CMD wget -q -O- localhost:8080 || exit 1
+ONBUILD RUN echo child
+ENTRYPOINT ["/srv/app/bin/tool"]
+CMD ["serve"]
+"""
+
+
+def test_every_instruction_lands_in_the_image(ctx: Path, store: Path, tmp_path: Path) -> None:
+    (ctx / "tool.sh").write_text("#!/bin/sh\necho tool\n")
+    (ctx / "data").mkdir()
+    (ctx / "data" / "a.txt").write_text("A")
+    (ctx / "ignored.txt").write_text("no")
+    (ctx / ".dockerignore").write_text("ignored.txt\n")
+    layout = tmp_path / "layout"
+    result, _ = run_build(
+        ctx,
+        store,
+        EVERY_INSTRUCTION,
+        tags=("demo:1",),
+        build_args={"GREETING": "hi"},
+        outputs=(OutputSpec(type="oci", dest=layout, tar=False),),
+    )
+    _, config = image_json(store, result)
+    c = config["config"]
+    assert isinstance(c, dict)
+    assert c["WorkingDir"] == "/srv/app"
+    assert "APP_HOME=/srv/app" in c["Env"] and "PATH=/srv/app/bin:/usr/local/sbin" in " ".join(c["Env"])
+    assert c["Labels"] == {"org.example.name": "demo app", "version": "1"}
+    assert set(c["ExposedPorts"]) == {"8080/tcp", "53/udp"}
+    assert set(c["Volumes"]) == {"/srv/app/state"}
+    assert c["User"] == "app"
+    assert c["Shell"] == ["/bin/sh", "-ec"]
+    assert c["StopSignal"] == "SIGINT"
+    assert c["Healthcheck"]["Test"] == ["CMD-SHELL", "wget -q -O- localhost:8080 || exit 1"]
+    assert c["Healthcheck"]["Interval"] == 30_000_000_000
+    assert c["OnBuild"] == ["RUN echo child"]
+    assert c["Entrypoint"] == ["/srv/app/bin/tool"] and c["Cmd"] == ["serve"]
+    assert config["author"] == "someone@example.com"
+    history = config["history"]
+    assert isinstance(history, list)
+    created_by = [h["created_by"] for h in history]
+    assert (
+        "ENV APP_HOME=/srv/app PATH=/srv/app/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        in created_by
+    )
+    assert any(
+        cb.startswith("RUN |1 GREETING=hi /bin/sh -c echo") and cb.endswith("# buildkit") for cb in created_by
+    )
+    assert "COPY data/ data/ # buildkit" in created_by
+    assert "EXPOSE map[53/udp:{} 8080/tcp:{}]" in created_by
+    assert all(h.get("empty_layer") for h in history if h["created_by"].startswith(("ENV", "LABEL", "CMD")))
+    assert sum(1 for h in history if not h.get("empty_layer")) == len(config["rootfs"]["diff_ids"])  # type: ignore[index]
+
+    rootfs = umoci_rootfs(tmp_path, layout, "1")  # the layout names it by its tag (ref.name)
+    tool = rootfs / "srv/app/bin/tool"
+    assert tool.read_text() == "#!/bin/sh\necho tool\n"
+    assert (tool.stat().st_mode & 0o777, tool.stat().st_uid, tool.stat().st_gid) == (0o750, 1000, 1000)
+    assert (rootfs / "srv/app/data/a.txt").read_text() == "A"
+    assert (rootfs / "srv/app/greeting.txt").read_text() == "hi from /srv/app\n"
+    assert (rootfs / "srv/app/heredoc.txt").read_text() == "heredoc\n"
+    assert not (rootfs / "etc/group").exists()  # deleted in a RUN: really gone
+    assert (rootfs / "var/cache/x").is_dir()
+    assert not (rootfs / "srv/app/ignored.txt").exists()
+    for placeholder in ("etc/resolv.conf", "etc/hosts", "etc/hostname"):
+        assert not (rootfs / placeholder).exists()
+
+
+def test_rebuild_is_all_cached_with_the_same_image_id(ctx: Path, store: Path) -> None:
+    (ctx / "f.txt").write_text("1")
+    dockerfile = 'FROM busybox\nENV X=1\nCOPY f.txt /f.txt\nRUN cp /f.txt /g.txt\nCMD ["cat", "/g.txt"]\n'
+    first, progress1 = run_build(ctx, store, dockerfile)
+    assert len(missed(progress1)) == 2
+    second, progress2 = run_build(ctx, store)
+    assert missed(progress2) == []
+    assert progress2.count("CACHED") == 3  # FROM, COPY, RUN
+    assert second.image.image_id == first.image.image_id
+    assert second.image.digest == first.image.digest
+
+
+def test_changing_one_context_file_reruns_only_from_the_copy_that_reads_it(ctx: Path, store: Path) -> None:
+    (ctx / "a.txt").write_text("a")
+    (ctx / "b.txt").write_text("b")
+    dockerfile = (
+        "FROM busybox\nCOPY a.txt /a.txt\nRUN cat /a.txt > /a2\nCOPY b.txt /b.txt\nRUN cat /b.txt > /b2\n"
+    )
+    run_build(ctx, store, dockerfile)
+    time.sleep(0.15)  # out of the stat cache's racy window
+    (ctx / "b.txt").write_text("B!")
+    result, progress = run_build(ctx, store)
+    assert [m.split("] ", 1)[1] for m in missed(progress)] == ["COPY b.txt /b.txt", "RUN cat /b.txt > /b2"]
+    assert "b.txt changed" in progress  # the miss is explained
+    assert "an earlier step changed (COPY b.txt /b.txt)" in progress
+    _, config = image_json(store, result)
+    assert len(config["rootfs"]["diff_ids"]) == 5  # type: ignore[index]
+
+
+MULTISTAGE = """\
+FROM busybox AS builder
+WORKDIR /build
+COPY src.txt .
+RUN mkdir -p /out && tr a-z A-Z < src.txt > /out/app && chmod 755 /out/app \\
+ && dd if=/dev/zero of=/junk bs=1k count=64
+
+FROM busybox AS broken
+RUN exit 1
+
+FROM does-not-exist.invalid/nothing:here AS missing
+RUN true
+
+FROM busybox
+WORKDIR /srv
+COPY --from=builder /out/app /usr/local/bin/app
+COPY --from=0 /build/src.txt ./src-copy.txt
+CMD ["./app"]
+"""
+
+
+def test_multi_stage_copies_only_the_artifact_and_skips_unused_stages(
+    ctx: Path, store: Path, tmp_path: Path
+) -> None:
+    (ctx / "src.txt").write_text("binary\n")
+    rootfs_dir = tmp_path / "rootfs"
+    result, progress = run_build(ctx, store, MULTISTAGE, outputs=(OutputSpec(type="local", dest=rootfs_dir),))
+    assert "RUN exit 1" not in progress and "does-not-exist" not in progress
+    assert (rootfs_dir / "usr/local/bin/app").read_text() == "BINARY\n"
+    assert (rootfs_dir / "srv/src-copy.txt").read_text() == "binary\n"
+    assert not (rootfs_dir / "junk").exists() and not (rootfs_dir / "build").exists()
+    _, config = image_json(store, result)
+    assert config["config"]["WorkingDir"] == "/srv" and config["config"]["Cmd"] == ["./app"]  # type: ignore[index]
+
+
+def test_early_cut_off_when_the_builder_output_is_unchanged(ctx: Path, store: Path) -> None:
+    (ctx / "src.txt").write_text("same\n")
+    (ctx / "notes.txt").write_text("v1")
+    dockerfile = (
+        "FROM busybox AS builder\nCOPY . /in\nRUN cat /in/src.txt > /artifact && touch -d @0 /artifact\n"
+        "FROM busybox\nCOPY --from=builder /artifact /artifact\nRUN cat /artifact\n"
+    )
+    first, _ = run_build(ctx, store, dockerfile)
+    time.sleep(0.15)
+    (ctx / "notes.txt").write_text("v2")  # read by the builder, irrelevant to the artifact
+    second, progress = run_build(ctx, store)
+    stages = [m.split(" ", 1)[0] for m in missed(progress)]
+    assert stages == ["[builder", "[builder"]  # the builder re-ran; nothing of the final stage did
+    assert second.image.image_id == first.image.image_id
+
+
+def test_a_failing_run_reports_status_location_and_output(ctx: Path, store: Path) -> None:
+    dockerfile = "FROM busybox\nRUN echo first\nRUN echo 'about to fail' && exit 3\n"
+    with pytest.raises(BuildError) as info:
+        run_build(ctx, store, dockerfile)
+    err = info.value
+    assert "exit code: 3" in err.message
+    assert err.location is not None and err.location.line == 3
+    assert err.hint is not None and "about to fail" in err.hint
+
+
+def test_independent_stages_run_concurrently(ctx: Path, store: Path) -> None:
+    from forklift.report.progress import Event, StepDone, StepStarted
+
+    dockerfile = (
+        "".join(f"FROM busybox AS {n}\nRUN sleep 2 && echo {n} > /{n}\n" for n in ("a", "b", "c"))
+        + "FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\nCOPY --from=c /c /c\n"
+    )
+    (ctx / "Dockerfile").write_text(dockerfile)
+    times: dict[int, list[float]] = {}
+    runs: set[int] = set()
+
+    def sink(event: Event) -> None:
+        if isinstance(event, StepStarted) and "RUN sleep" in event.name:
+            runs.add(event.vertex)
+            times[event.vertex] = [time.monotonic()]
+        elif isinstance(event, StepDone) and event.vertex in runs:
+            times[event.vertex].append(time.monotonic())
+
+    started = time.monotonic()
+    build(BuildOptions(context=ctx, root=store, jobs=3), events=sink)
+    elapsed = time.monotonic() - started
+    assert len(runs) == 3
+    # All three were running at once: each started before any of them finished.
+    assert max(t[0] for t in times.values()) < min(t[1] for t in times.values())
+    assert elapsed < 6.0  # sequential would take over 6 s
+
+
+def test_cache_mounts_persist_and_secrets_stay_out_of_layers(ctx: Path, store: Path, tmp_path: Path) -> None:
+    from forklift.execute.engine import SecretSource
+
+    secret = tmp_path / "token"
+    secret.write_text("s3cr3t-value")
+    dockerfile = (
+        "FROM busybox\n"
+        "ARG N=1\n"
+        "RUN --mount=type=cache,target=/cache echo $N >> /cache/log && cat /cache/log > /seen\n"
+        "RUN --mount=type=secret,id=token cat /run/secrets/token | wc -c > /secret-len\n"
+    )
+    rootfs_dir = tmp_path / "rootfs"
+    run_build(ctx, store, dockerfile, build_args={"N": "1"}, secrets=(SecretSource(id="token", file=secret),))
+    _, progress = run_build(
+        ctx,
+        store,
+        build_args={"N": "2"},
+        secrets=(SecretSource(id="token", file=secret),),
+        outputs=(OutputSpec(type="local", dest=rootfs_dir),),
+    )
+    assert "argument N changed ('1' -> '2')" in progress
+    assert (rootfs_dir / "seen").read_text() == "1\n2\n"  # the cache mount kept the first build's line
+    assert (rootfs_dir / "secret-len").read_text().strip() == "12"
+    assert not (rootfs_dir / "run/secrets/token").exists()
+    for layer in (store / "blobs" / "sha256").iterdir():
+        assert b"s3cr3t-value" not in layer.read_bytes()
+    for record in (store / "cache").rglob("*.json"):
+        assert "s3cr3t-value" not in record.read_text()
+
+
+def test_source_date_epoch_gives_reproducible_images(
+    tmp_path: Path, busybox_image: Callable[[Path], str]
+) -> None:
+    digests = []
+    for i in range(2):
+        ctx = tmp_path / f"ctx{i}"
+        ctx.mkdir()
+        (ctx / "f.txt").write_text("same")
+        store = tmp_path / f"store{i}"
+        busybox_image(store)
+        result, _ = run_build(
+            ctx,
+            store,
+            "FROM busybox\nCOPY f.txt /f.txt\nRUN echo x > /x\nENV A=1\n",
+            source_date_epoch=1700000000,
+        )
+        digests.append(result.image.digest)
+        _, config = image_json(store, result)
+        assert config["created"] == "2023-11-14T22:13:20Z"
+    assert digests[0] == digests[1]
+
+
+def test_cli_build_quiet_prints_the_image_id(ctx: Path, store: Path, tmp_path: Path) -> None:
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo hi > /hi\n")
+    iid = tmp_path / "iid"
+    archive = tmp_path / "image.tar"
+    cmd = [
+        str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "forklift"),
+        "--root",
+        str(store),
+        "build",
+        "-q",
+        "-t",
+        "hello:cli",
+        "--iidfile",
+        str(iid),
+        "-o",
+        f"type=docker,dest={archive}",
+        str(ctx),
+    ]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+    assert out.startswith("sha256:") and iid.read_text() == out
+    skopeo = require_tool("skopeo")
+    inspected = subprocess.run(
+        [skopeo, "inspect", "--config", f"docker-archive:{archive}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert json.loads(inspected)["rootfs"]["diff_ids"]

@@ -173,10 +173,11 @@ class _Shaped:
 class _LineError(Exception):
     """A parse error inside one instruction; the caller attaches the location."""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, needle: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.needle = needle  # text to point the caret at, when it is on the first line
 
 
 def _split_whitespace(rest: str) -> tuple[str, ...]:
@@ -201,7 +202,7 @@ def _parse_json_array(rest: str) -> tuple[str, ...] | None:
     if not isinstance(value, list):
         return None
     if not all(isinstance(item, str) for item in value):
-        raise _LineError(_NOT_STRING_ARRAY)
+        raise _LineError(_NOT_STRING_ARRAY, hint='write every element as a "string"', needle="[")
     return tuple(value)
 
 
@@ -304,6 +305,7 @@ def _parse_name_val(rest: str, keyword: str, escape: str) -> _Shaped:
             raise _LineError(
                 f"{keyword} must have two arguments",
                 hint=f"write {keyword} {parts[0]}=<value>",
+                needle=parts[0],
             )
         return _Shaped((parts[0], parts[1], ""))
     args: list[str] = []
@@ -311,6 +313,7 @@ def _parse_name_val(rest: str, keyword: str, escape: str) -> _Shaped:
         if "=" not in word:
             raise _LineError(
                 f"Syntax error - can't find = in {word!r}. Must be of the form: name=value",
+                needle=word,
             )
         key, value = word.split("=", 1)
         args.extend((key, value, "="))
@@ -498,10 +501,14 @@ def parse(text: str, *, file: str = "Dockerfile") -> ParsedDockerfile:
         physical.append(raw_lines[-1])
     source_lines = tuple(line.rstrip("\r\n") for line in physical)
 
-    def location(lineno: int, column: int = 1, end: int | None = None) -> SourceLocation:
+    def location(lineno: int, end: int | None = None, needle: str | None = None) -> SourceLocation:
+        # The caret goes under ``needle`` when the first line holds it, else under the keyword.
         line_text = source_lines[lineno - 1] if 0 < lineno <= len(source_lines) else None
-        if line_text is not None and column == 1:
+        column = 1
+        if line_text is not None:
             column = len(line_text) - len(_lstrip_space(line_text)) + 1
+            if needle and needle in line_text[column - 1 :]:
+                column = line_text.index(needle, column - 1) + 1
         return SourceLocation(file, lineno, column, end_line=end, text=line_text)
 
     for number, line in enumerate(source_lines, start=1):
@@ -552,7 +559,7 @@ def parse(text: str, *, file: str = "Dockerfile") -> ParsedDockerfile:
             node = _node_from_line(line, directives.escape)
         except _LineError as exc:
             raise DockerfileSyntaxError(
-                exc.message, location=location(start_line, end=index), hint=exc.hint
+                exc.message, location=location(start_line, index, exc.needle), hint=exc.hint
             ) from None
 
         if _can_contain_heredoc(node):
@@ -560,7 +567,7 @@ def parse(text: str, *, file: str = "Dockerfile") -> ParsedDockerfile:
                 markers = _heredoc_markers(line)
             except _LineError as exc:
                 raise DockerfileSyntaxError(
-                    exc.message, location=location(start_line, end=index), hint=exc.hint
+                    exc.message, location=location(start_line, index, exc.needle), hint=exc.hint
                 ) from None
             heredocs: list[Heredoc] = []
             for name, fd, expand, chomp in markers:

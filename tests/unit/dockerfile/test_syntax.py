@@ -173,14 +173,20 @@ def test_json_with_non_string_element_is_an_error_with_location() -> None:
     err = syntax_error('FROM a\n\n  CMD ["a", 1]\n')
     assert "comprised of strings only" in err.message
     assert err.location is not None
-    assert (err.location.line, err.location.column, err.location.text) == (3, 3, '  CMD ["a", 1]')
+    assert (err.location.line, err.location.column, err.location.text) == (3, 7, '  CMD ["a", 1]')
+    assert err.hint is not None
 
 
 def test_env_errors() -> None:
     err = syntax_error("FROM a\nENV \\\n  PATH\n")
     assert "ENV must have two arguments" in err.message
     assert err.location is not None and (err.location.line, err.location.end_line) == (2, 3)
-    assert "can't find =" in syntax_error("FROM a\nENV a=b c\n").message
+    assert err.location.column == 1  # PATH is not on the first line: the caret goes under ENV
+    err = syntax_error("FROM a\n ENV  PATH\n")
+    assert err.location is not None and err.location.column == 7
+    err = syntax_error("FROM a\nENV a=b c\n")
+    assert "can't find =" in err.message
+    assert err.location is not None and err.location.column == 9
 
 
 def test_parse_words_keeps_quotes_and_escapes() -> None:

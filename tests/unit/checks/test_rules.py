@@ -268,3 +268,13 @@ def test_heavy_base_when_the_builder_installs_a_toolchain() -> None:
     assert lines(text, "HeavyBaseInFinalStage") == [5]
     assert lines(text.replace("apt-get install -y gcc", "true"), "HeavyBaseInFinalStage") == []
     assert lines(text.replace("bookworm", "bookworm-slim"), "HeavyBaseInFinalStage") == []
+
+
+def test_definition_description_uses_the_closest_comment_and_any_arg_key() -> None:
+    head = "# check=experimental=InvalidDefinitionDescription\n\n"
+    text = head + "# A the answer\n# more words\nARG A=1\nFROM alpine:3.20\n"
+    assert lines(text, "InvalidDefinitionDescription") == [5]
+    assert lines(head + "# B is fine\nARG A B\nFROM alpine:3.20\n", "InvalidDefinitionDescription") == []
+    assert hits(head + "# nope\nARG A B\nFROM alpine:3.20\n", "InvalidDefinitionDescription") == [
+        (4, "Comment for ARG should follow the format: `# <arg_key> <description>`")
+    ]

@@ -188,33 +188,32 @@ _COMMENT = re.compile(r"^\s*#\s?(.*)$")
 
 
 def invalid_definition_description(data: CheckInput) -> Iterator[Hit]:
-    """(experimental) The comment right above a named FROM or an ARG should start with that name."""
+    """(experimental) The comment right above a named FROM or an ARG should start with that name.
+
+    As in BuildKit, the comment line closest to the instruction is the description; for an ARG
+    with several names any of them may start it.
+    """
     directive_lines = set(data.parsed.directives.lines.values())
     for node in data.parsed.nodes:
         if node.keyword == "from" and len(node.args) >= 3:
-            name = node.args[2]
-        elif node.keyword == "arg" and len(node.args) == 1:
-            name = next(global_arg_pairs(node))[0]
+            keys = [node.args[2]]
+        elif node.keyword == "arg":
+            keys = [key for key, _ in global_arg_pairs(node)]
         else:
             continue
-        # The block of comment lines directly above the instruction (no blank line in between).
         line = node.start_line - 1
-        first_comment: str | None = None
-        while line >= 1 and line not in directive_lines:
-            text = data.parsed.line_text(line)
-            match = _COMMENT.match(text or "")
-            if text is None or match is None:
-                break
-            first_comment = match.group(1)
-            line -= 1
-        if first_comment is None:
+        text = data.parsed.line_text(line) if line not in directive_lines else None
+        match = _COMMENT.match(text or "")
+        if not keys or text is None or match is None:
             continue
-        words = first_comment.split()
-        if not words or words[0] != name:
-            yield Hit(
-                node.start_line,
-                f"Comment for {node.keyword.upper()} should follow the format: `# {name} <description>`",
-            )
+        first_word = match.group(1).strip().split(" ")[0]
+        if first_word in keys:
+            continue
+        example = keys[0] if len(keys) == 1 else "<arg_key>"
+        yield Hit(
+            node.start_line,
+            f"Comment for {node.keyword.upper()} should follow the format: `# {example} <description>`",
+        )
 
 
 def copy_ignored_file(data: CheckInput) -> Iterator[Hit]:

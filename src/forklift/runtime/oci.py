@@ -11,16 +11,17 @@ caller's own cgroups.
 
 The rootfs contract (what a RUN step's layer may contain afterwards):
 
-* A mount target that does not exist in the rootfs is created there before the run: directories
-  for directory mounts (they stay after the run, as BuildKit's mount-point directories do) and an
-  empty file for a file mount.
-* The placeholder *files* created for /etc/resolv.conf, /etc/hosts and /etc/hostname (and any
-  parent directory created only for them) are removed after the run, and the modification time
-  of the directory that held them is restored, so a layer never contains them. Only what forklift
-  itself created is removed: a file that existed before (in any lower layer) is never touched. On
-  overlayfs this leaves no whiteout, because the placeholder exists only in the upper directory.
-  (Overlayfs may still keep a copied-up ``/etc`` in the upper directory with its original
-  metadata; the layer differ treats a copied-up directory with unchanged metadata as unchanged.)
+* A mount target that does not exist in the rootfs is created there before the run: a directory
+  for a directory mount, an empty placeholder file for a file mount (a secret, /etc/hosts, ...).
+  Every directory created (the targets and their missing parents, e.g. ``/run/secrets``) stays
+  in the layer, as BuildKit's mount-point directories do. The runtime itself creates missing
+  ``/proc``, ``/dev`` and ``/sys`` mount points, which stay too (as with BuildKit).
+* The placeholder *files* (for /etc/resolv.conf, /etc/hosts, /etc/hostname and file mounts)
+  are removed after the run, and the times of the directory that held them are restored, so a
+  layer never contains them. Only what forklift itself created is removed: a file that existed
+  before (in any lower layer) is never touched. On overlayfs this leaves no whiteout, because a
+  placeholder exists only in the upper directory. Overlayfs keeps the copied-up parent (``/etc``)
+  in the upper directory, with its original times: BuildKit's layers hold ``etc/`` too.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import json
 import os
 import resource
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -229,11 +231,12 @@ class MountTargets:
     created: list[_CreatedPath] = field(default_factory=list)
     placeholders: list[_CreatedPath] = field(default_factory=list)
 
-    def ensure(self, target: str, *, is_dir: bool, placeholder: bool) -> None:
+    def ensure(self, target: str, *, is_dir: bool) -> None:
         """Create ``target`` (and its missing parents) in the rootfs if it does not exist.
 
-        With ``placeholder`` the created path (and parents created for it) is removed again by
-        ``remove_placeholders``; otherwise it stays (a mount-point directory, as BuildKit keeps).
+        Directories (the target of a directory mount, and missing parents) stay after the run,
+        as BuildKit's mount-point directories do. A file target is a placeholder that
+        ``remove_placeholders`` removes again.
         """
         host = resolve_in_root(self.rootfs, target)
         if os.path.lexists(host):
@@ -244,39 +247,34 @@ class MountTargets:
             missing.append(probe)
             probe = probe.parent
         for index, path in enumerate(reversed(missing)):
-            parent_stat = os.stat(path.parent)
-            times = (parent_stat.st_atime_ns, parent_stat.st_mtime_ns)
-            last = index == len(missing) - 1
-            if last and not is_dir:
+            if index == len(missing) - 1 and not is_dir:
+                parent_stat = os.stat(path.parent)
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
                 os.close(fd)
-                entry_is_dir = False
+                times = (parent_stat.st_atime_ns, parent_stat.st_mtime_ns)
+                self.placeholders.append(_CreatedPath(path, False, os.lstat(path).st_ino, times))
             else:
                 path.mkdir(mode=0o755)
-                entry_is_dir = True
-            entry = _CreatedPath(path, entry_is_dir, os.lstat(path).st_ino, times)
-            (self.placeholders if placeholder else self.created).append(entry)
+                self.created.append(_CreatedPath(path, True, os.lstat(path).st_ino, None))
 
     def remove_placeholders(self) -> None:
-        """Remove exactly the placeholders created, newest first, and restore parents' times.
+        """Remove exactly the placeholder files created, newest first, and restore parents' times.
 
-        A placeholder directory the process wrote into is kept; a path that is no longer the
-        inode forklift created is not forklift's any more and is left alone.
+        A path that is no longer the empty file forklift created (same inode, still empty) is not
+        forklift's any more and is left alone.
         """
         for entry in reversed(self.placeholders):
             try:
                 st = os.lstat(entry.path)
             except FileNotFoundError:
                 continue
-            if st.st_ino != entry.inode:
+            # Inode numbers are reused, so an empty regular file is required too.
+            if st.st_ino != entry.inode or not stat.S_ISREG(st.st_mode) or st.st_size != 0:
                 continue
             try:
-                if entry.is_dir:
-                    entry.path.rmdir()
-                else:
-                    entry.path.unlink()
+                entry.path.unlink()
             except OSError:
-                continue  # not empty (the RUN wrote into it) or busy: it belongs to the layer
+                continue  # busy: it belongs to the layer
             if entry.restore_parent_times is not None:
                 with suppress(OSError):
                     os.utime(entry.path.parent, ns=entry.restore_parent_times, follow_symlinks=False)
@@ -287,9 +285,9 @@ def _is_file_mount(mount: Mount) -> bool:
     return mount.type == "bind" and mount.source is not None and not os.path.isdir(mount.source)
 
 
-def _ensure(targets: MountTargets, target: str, *, is_dir: bool, placeholder: bool) -> None:
+def _ensure(targets: MountTargets, target: str, *, is_dir: bool) -> None:
     try:
-        targets.ensure(target, is_dir=is_dir, placeholder=placeholder)
+        targets.ensure(target, is_dir=is_dir)
     except OSError as err:
         raise ForkliftError(
             f"cannot create the mount point {target} in the image: {err.strerror}",
@@ -303,11 +301,10 @@ def prepared_rootfs(rootfs: Path, mounts: tuple[Mount, ...]) -> Iterator[MountTa
     targets = MountTargets(rootfs)
     try:
         for path in NETWORK_FILES:
-            _ensure(targets, path, is_dir=False, placeholder=True)
+            _ensure(targets, path, is_dir=False)
         for mount in mounts:
             # A file target (a secret) is a placeholder like /etc/hosts; a directory target stays.
-            file_mount = _is_file_mount(mount)
-            _ensure(targets, mount.target, is_dir=not file_mount, placeholder=file_mount)
+            _ensure(targets, mount.target, is_dir=not _is_file_mount(mount))
         yield targets
     finally:
         targets.remove_placeholders()

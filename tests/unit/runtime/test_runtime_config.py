@@ -94,19 +94,27 @@ def test_placeholders_are_removed_and_mount_dirs_stay(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "cache" / "apt").is_dir()
 
 
-def test_placeholder_parents_are_removed_too(tmp_path: Path) -> None:
+def test_placeholder_parents_stay(tmp_path: Path) -> None:
+    # As BuildKit: a secret at /run/secrets/token leaves run/ and run/secrets/ in the layer.
     with prepared_rootfs(tmp_path, ()):
-        assert (tmp_path / "etc").is_dir()
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_placeholder_directory_written_into_is_kept(tmp_path: Path) -> None:
+        assert (tmp_path / "etc" / "hosts").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["etc"]
+    assert list((tmp_path / "etc").iterdir()) == []
     targets = MountTargets(tmp_path)
-    targets.ensure("/run/secrets/token", is_dir=False, placeholder=True)
-    (tmp_path / "run" / "other").write_text("written by the step")
+    targets.ensure("/run/secrets/token", is_dir=False)
+    assert [p.path.name for p in targets.placeholders] == ["token"]
     targets.remove_placeholders()
-    assert not (tmp_path / "run" / "secrets").exists()
-    assert (tmp_path / "run" / "other").exists()
+    assert (tmp_path / "run" / "secrets").is_dir()
+    assert list((tmp_path / "run" / "secrets").iterdir()) == []
+
+
+def test_a_replaced_placeholder_is_not_forklifts(tmp_path: Path) -> None:
+    targets = MountTargets(tmp_path)
+    targets.ensure("/data/file", is_dir=False)
+    (tmp_path / "data" / "file").unlink()
+    (tmp_path / "data" / "file").write_text("the step's own file")
+    targets.remove_placeholders()
+    assert (tmp_path / "data" / "file").read_text() == "the step's own file"
 
 
 def test_symlinked_target_is_created_where_it_points(tmp_path: Path) -> None:
@@ -114,7 +122,7 @@ def test_symlinked_target_is_created_where_it_points(tmp_path: Path) -> None:
     (tmp_path / "etc" / "resolv.conf").symlink_to("/run/resolvconf/resolv.conf")
     with prepared_rootfs(tmp_path, ()):
         assert (tmp_path / "run" / "resolvconf" / "resolv.conf").is_file()
-    assert not (tmp_path / "run").exists()
+    assert list((tmp_path / "run" / "resolvconf").iterdir()) == []
     assert (tmp_path / "etc" / "resolv.conf").is_symlink()
 
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import posixpath
 import re
 import shutil
 import stat
 import tarfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,13 +113,19 @@ def _is_archive(path: Path) -> bool:
         return False
 
 
-def collect(
-    tree: SourceTree, op: CopyOp, sources: list[str], dest: str, *, dest_is_dir_in_image: bool, is_add: bool
-) -> tuple[list[Placed], list[SourceDigest]]:
-    """Match the sources, and place every entry under ``dest`` (absolute) by Docker's rules."""
-    placed: list[Placed] = []
+@dataclass(frozen=True)
+class Matched:
+    """One match of a source argument, with the entries (after --exclude) it copies."""
+
+    src: str
+    match: str
+    entries: tuple[SourceEntry, ...]
+
+
+def gather(tree: SourceTree, op: CopyOp, sources: list[str]) -> tuple[list[Matched], list[SourceDigest]]:
+    """Match the sources in ``tree`` and digest each source argument's entries (for the cache key)."""
+    found_all: list[Matched] = []
     digests: list[SourceDigest] = []
-    matches: list[tuple[str, str]] = []  # (source arg, match)
     for src in sources:
         found = tree.glob(src)
         if not found:
@@ -127,42 +135,63 @@ def collect(
                 location=op.location,
                 hint="check the path and .dockerignore" if tree.label == "build context" else None,
             )
-        matches.extend((src, m) for m in found)
-    n_inline = len(op.inline)
-    as_dir = dest.endswith("/") or len(matches) + n_inline > 1 or dest_is_dir_in_image
-    if len(sources) + n_inline > 1 and not dest.endswith("/"):
+        kept_all: list[SourceEntry] = []
+        files: list[tuple[str, str]] = []
+        for match in found:
+            if op.excludes and _excluded(match, op.excludes):
+                continue
+            entries = [
+                e
+                for e in tree.entries(match)
+                if not (op.excludes and e.relpath and _excluded(e.relpath, op.excludes))
+            ]
+            found_all.append(Matched(src, match, tuple(entries)))
+            kept_all.extend(entries)
+            files.extend((f"{match}/{e.relpath}" if e.relpath else match, _entry_line(e)) for e in entries)
+        digests.append(SourceDigest(f"{tree.label} {src}", source_set_digest(kept_all), tuple(files)))
+    return found_all, digests
+
+
+def place(
+    matches: list[Matched],
+    op: CopyOp,
+    inline: list[tuple[str, bytes]],
+    n_sources: int,
+    dest: str,
+    *,
+    dest_is_dir_in_image: bool,
+    is_add: bool,
+) -> list[Placed]:
+    """Where every entry goes under ``dest`` (relative to the root), by Docker's destination rules."""
+    as_dir = dest.endswith("/") or len(matches) + len(inline) > 1 or dest_is_dir_in_image
+    if n_sources + len(inline) > 1 and not dest.endswith("/"):
         raise BuildError(
             "When using COPY with more than one source file, "
             "the destination must be a directory and end with a /",
             location=op.location,
         )
     base = dest.rstrip("/").lstrip("/")
-    for src, match in matches:
-        entries = list(tree.entries(match))
-        top = entries[0]
-        pivot = ""
+    placed: list[Placed] = []
+    for m in matches:
+        if not m.entries:
+            continue
+        top = m.entries[0]
         if op.parents:
-            clean = src.lstrip("/")
+            clean = m.src.lstrip("/")
             pivot = clean.split("/./", 1)[0] if "/./" in clean else ""
-            rel_parent = match[len(pivot) :].lstrip("/") if pivot and match.startswith(pivot) else match
-        kept = [e for e in entries if not (op.excludes and e.relpath and _excluded(e.relpath, op.excludes))]
-        if op.excludes and _excluded(match, op.excludes):
-            kept = []
-        files = tuple((f"{match}/{e.relpath}" if e.relpath else match, _entry_line(e)) for e in kept)
-        digests.append(SourceDigest(f"{tree.label} {src}", source_set_digest(kept), files))
-        if op.parents:
+            rel_parent = m.match[len(pivot) :].lstrip("/") if pivot and m.match.startswith(pivot) else m.match
             root_dest = posixpath.join(base, rel_parent) if base else rel_parent
         elif top.kind == "dir":
             root_dest = base
         else:
-            root_dest = posixpath.join(base, posixpath.basename(match)) if as_dir else base
-        for e in kept:
+            root_dest = posixpath.join(base, posixpath.basename(m.match)) if as_dir else base
+        for e in m.entries:
             target = posixpath.join(root_dest, e.relpath) if e.relpath else root_dest
             archive = (
                 is_add
                 and e.relpath == ""
                 and e.kind == "file"
-                and op.instruction.unpack is not False  # type: ignore[union-attr]
+                and getattr(op.instruction, "unpack", None) is not False
                 and _is_archive(e.path)
             )
             if archive:
@@ -170,15 +199,10 @@ def collect(
             if target == "" and e.kind == "dir":
                 continue  # the root itself: nothing to write
             placed.append(Placed(target, e, archive=archive))
-    for inline in op.inline:
-        target = posixpath.join(base, inline.path) if as_dir else base
-        placed.append(Placed(target, None, data=inline.data.encode()))
-        digests.append(
-            SourceDigest(
-                f"inline {inline.path}", "sha256:" + hashlib.sha256(inline.data.encode()).hexdigest()
-            )
-        )
-    return placed, digests
+    for path, data in inline:
+        target = posixpath.join(base, path) if as_dir else base
+        placed.append(Placed(target, None, data=data))
+    return placed
 
 
 # ---- chmod --------------------------------------------------------------------------------------
@@ -392,45 +416,61 @@ def run_copy(
     local = [s for s in raw_sources if s not in urls]
     flags = f"chown={chown} chmod={chmod} link={op.link} parents={op.parents} exclude={','.join(op.excludes)}"
 
+    inline = [(i.path, (expand(i.data) if i.expand else i.data).encode()) for i in op.inline]
+    memo = _from_memo_key(env, op, done, local)
+    digests = _load_memo(env, memo) if memo is not None else None
+    matches: list[Matched] | None = None
+
     with contextlib.ExitStack() as stack:
-        tree = stack.enter_context(source_tree(env, op, done)) if local or not urls else env.context
         scratch = env.snapshots.scratch_dir("copy")
         stack.callback(shutil.rmtree, scratch, True)
         url_entries = [
             _download(env, u, expand(checksum) if checksum else None, scratch, op.location) for u in urls
         ]
-        # What the destination is in the image decides "dir or file" for a single source.
-        view: Path | None = None
-        if state.layers and not op.link:
-            view = stack.enter_context(image_view(env, state))
-        dest_rel = _resolve_dest_dir(view, dest_abs)
-        dest_is_dir = view is not None and (view / dest_rel).is_dir() and not (view / dest_rel).is_symlink()
-        placed, digests = (
-            collect(
-                tree,
-                op,
-                local,
-                "/" + dest_rel + ("/" if dest_abs.endswith("/") else ""),
-                dest_is_dir_in_image=dest_is_dir,
-                is_add=is_add,
-            )
-            if local or op.inline
-            else ([], [])
-        )
-        for u, e in zip(urls, url_entries):
-            as_dir = dest_abs.endswith("/") or len(raw_sources) > 1
-            target = posixpath.join(dest_rel, e.path.name) if as_dir else dest_rel
-            placed.append(Placed(target, e))
-            digests.append(SourceDigest(f"url {u}", e.digest))
+        if digests is None:
+            tree = stack.enter_context(source_tree(env, op, done)) if local else env.context
+            matches, digests = gather(tree, op, local) if local else ([], [])
+            if memo is not None:
+                _save_memo(env, memo, digests)
+        key_digests = [
+            *digests,
+            *(SourceDigest(f"url {u}", e.digest) for u, e in zip(urls, url_entries)),
+            *(SourceDigest(f"inline {p}", "sha256:" + hashlib.sha256(d).hexdigest()) for p, d in inline),
+        ]
         text_sources = [*op.paths] + [f"<<{i.path}" for i in op.inline]
         inputs = StepInputs(
             parent="link" if op.link else state.identity(),
             instruction=f"{keyword} {' '.join(raw_sources)} {dest_abs} [{flags}]",
-            sources=tuple(digests),
+            sources=tuple(key_digests),
             metadata=_epoch(env),
         )
 
         def run(vertex: int) -> Outcome:
+            nonlocal matches
+            if matches is None:
+                tree = stack.enter_context(source_tree(env, op, done))
+                matches, _ = gather(tree, op, local)
+            # What the destination is in the image decides "dir or file" for a single source, and
+            # symlinks on the way to it are followed inside the image.
+            view: Path | None = None
+            if state.layers and not op.link:
+                view = stack.enter_context(image_view(env, state))
+            dest_rel = _resolve_dest_dir(view, dest_abs)
+            dest_is_dir = (
+                view is not None and (view / dest_rel).is_dir() and not (view / dest_rel).is_symlink()
+            )
+            placed = place(
+                matches,
+                op,
+                inline,
+                len(raw_sources),
+                "/" + dest_rel + ("/" if dest_abs.endswith("/") else ""),
+                dest_is_dir_in_image=dest_is_dir,
+                is_add=is_add,
+            )
+            for e in url_entries:
+                as_dir = dest_abs.endswith("/") or len(raw_sources) > 1
+                placed.append(Placed(posixpath.join(dest_rel, e.path.name) if as_dir else dest_rel, e))
             staging = env.snapshots.scratch_dir("stage")
             try:
                 now = (
@@ -464,6 +504,32 @@ def run_copy(
             run=run,
             location=str(op.location),
         )
+
+
+def _from_memo_key(env: BuildEnv, op: CopyOp, done: dict[int, StageResult], local: list[str]) -> str | None:
+    """COPY --from=<stage>: the source digests depend only on the stage's content identity and the
+    patterns, so they are remembered and a cached rebuild neither mounts nor hashes the stage."""
+    if not isinstance(op.source, StageRef) or not local:
+        return None
+    identity = done[op.source.index].state.identity()
+    raw = json.dumps([identity, local, list(op.excludes), op.parents, done[op.source.index].name])
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _load_memo(env: BuildEnv, memo: str) -> list[SourceDigest] | None:
+    try:
+        doc = json.loads((env.cache.root / "from" / f"{memo}.json").read_text())
+        return [SourceDigest(str(d[0]), str(d[1]), tuple((str(a), str(b)) for a, b in d[2])) for d in doc]
+    except (OSError, ValueError, TypeError, IndexError):
+        return None
+
+
+def _save_memo(env: BuildEnv, memo: str, digests: list[SourceDigest]) -> None:
+    path = env.cache.root / "from" / f"{memo}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps([[d.label, d.digest, [list(f) for f in d.files]] for d in digests]))
+    os.replace(tmp, path)
 
 
 def _now() -> float:

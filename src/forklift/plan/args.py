@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from forklift.dockerfile.instructions import Arg, ArgDecl
+from forklift.dockerfile.instructions import Arg, ArgDecl, Mount, MountSpecError, parse_mount
 from forklift.dockerfile.words import expand_word
-from forklift.errors import ExpansionError, SourceLocation
+from forklift.errors import ExpansionError, InstructionError, SourceLocation
 from forklift.oci.model import Platform
 
 PLATFORM_ARGS: tuple[str, ...] = (
@@ -160,3 +160,21 @@ def declare_stage_arg(
 def declared_names(global_args: tuple[Arg, ...], stage_args: tuple[Arg, ...]) -> frozenset[str]:
     """Every ARG name written in the file (unexpanded), for the "build-arg not consumed" warning."""
     return frozenset(decl.name for arg in (*global_args, *stage_args) for decl in arg.args)
+
+
+def expand_mount(
+    mount: Mount, env: Mapping[str, str], *, escape: str = "\\", location: SourceLocation
+) -> Mount:
+    """A RUN --mount with its option values expanded with ``env`` and checked again.
+
+    The typed instruction keeps values holding ``$`` unchecked; this is the second, final pass
+    (BuildKit expands every option value but ``from``). Errors point at ``location``.
+    """
+    if "$" not in mount.spec:
+        return mount
+    try:
+        return parse_mount(
+            mount.spec, expand=lambda value: expand_at(value, env, escape=escape, location=location)
+        )
+    except MountSpecError as err:
+        raise InstructionError(f"RUN --mount: {err}", location=location) from None

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from forklift.dockerfile.instructions import Add, Arg, ArgDecl, Run, parse_dockerfile
+from forklift.dockerfile.instructions import Add, Arg, ArgDecl, Run, parse_dockerfile, parse_mount
 from forklift.dockerfile.syntax import parse
-from forklift.errors import ExpansionError, SourceLocation
+from forklift.errors import ExpansionError, InstructionError, SourceLocation
 from forklift.oci.model import Platform
-from forklift.plan.args import declare_stage_arg, platform_args, resolve_global_args
+from forklift.plan.args import declare_stage_arg, expand_mount, platform_args, resolve_global_args
 from forklift.plan.lower import HEREDOC_SCRIPT_DIR, lower_add, run_arguments
 from forklift.plan.ops import MainContextRef
 
@@ -121,3 +121,14 @@ def test_expansion_errors_get_the_instruction_location() -> None:
             location=LOC,
         )
     assert info.value.location is not None and info.value.location.line == 1
+
+
+def test_mount_values_are_expanded_and_checked_at_run_time() -> None:
+    mount = parse_mount("type=cache,target=${HOME}/.cache,mode=$MODE,id=c-$ARCH")
+    expanded = expand_mount(mount, {"HOME": "/root", "MODE": "0700", "ARCH": "amd64"}, location=LOC)
+    assert (expanded.target, expanded.mode, expanded.id) == ("/root/.cache", 0o700, "c-amd64")
+    plain = parse_mount("type=tmpfs,target=/t")
+    assert expand_mount(plain, {}, location=LOC) is plain
+    with pytest.raises(InstructionError) as info:
+        expand_mount(parse_mount("type=cache,target=/c,mode=$MODE"), {"MODE": "999"}, location=LOC)
+    assert "mode" in info.value.message and info.value.location == LOC

@@ -93,7 +93,8 @@ def test_env_cwd_and_user(runtime: OciRuntime, layer: Layer, busybox_rootfs: Pat
     status, out = run(
         runtime,
         layer.root,
-        'echo "$GREETING"; pwd; id -u; id -g; id -G; echo "$PATH"',
+        'echo "$GREETING"; pwd; id -u; id -g; id -G; echo "$PATH"; echo "$HOME"; '
+        "grep CapEff /proc/self/status",
         env=(("GREETING", "hello world"),),
         cwd="/tmp",
         uid=uid,
@@ -105,6 +106,23 @@ def test_env_cwd_and_user(runtime: OciRuntime, layer: Layer, busybox_rootfs: Pat
     assert lines[:4] == ["hello world", "/tmp", "1000", "1000"]
     assert set(lines[4].split()) == {"1000", "65534"}
     assert lines[5] == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    assert lines[6] == "/home/app"  # from the image's /etc/passwd, as BuildKit sets it
+    assert lines[7].split() == ["CapEff:", "0000000000000000"]  # a non-root user holds none
+
+
+def test_root_has_dockers_default_capabilities(runtime: OciRuntime, layer: Layer) -> None:
+    # The values BuildKit's RUN shows on this machine (dockerd 20.10): Docker's default set.
+    status, out = run(runtime, layer.root, "grep -E 'Cap(Eff|Bnd)|NoNewPrivs' /proc/self/status; echo $HOME")
+    assert status == 0
+    assert out.split() == [
+        "CapEff:",
+        "00000000a80425fb",
+        "CapBnd:",
+        "00000000a80425fb",
+        "NoNewPrivs:",
+        "0",
+        "/root",
+    ]
 
 
 def test_missing_working_directory_is_created(runtime: OciRuntime, layer: Layer) -> None:

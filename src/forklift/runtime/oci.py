@@ -45,6 +45,7 @@ from typing import Any
 from forklift.errors import ForkliftError, RuntimeNotFound
 from forklift.runtime.base import Mount, OutputSink, Process
 from forklift.runtime.rootpath import resolve_in_root
+from forklift.runtime.users import user_home
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -140,16 +141,27 @@ def _mount_entry(mount: Mount) -> dict[str, Any]:
 
 
 def build_config(
-    process: Process, rootfs: Path, mounts: tuple[Mount, ...], *, bundle: Path, nofile: int
+    process: Process,
+    rootfs: Path,
+    mounts: tuple[Mount, ...],
+    *,
+    bundle: Path,
+    nofile: int,
+    home: str | None = None,
 ) -> dict[str, Any]:
     """The OCI runtime ``config.json`` document for one run (pure: no I/O).
 
     ``bundle`` holds the resolv.conf/hosts/hostname files; ``nofile`` is the RLIMIT_NOFILE to set
-    (soft = hard), which must not exceed the caller's hard limit.
+    (soft = hard), which must not exceed the caller's hard limit. PATH (the usual default) and
+    HOME (``home``) are added to the environment when the process does not set them, as
+    BuildKit does.
     """
     env = [f"{k}={v}" for k, v in process.env]
-    if not any(k == "PATH" for k, _ in process.env):
+    names = {k for k, _ in process.env}
+    if "PATH" not in names:
         env.insert(0, f"PATH={DEFAULT_PATH}")
+    if home is not None and "HOME" not in names:
+        env.append(f"HOME={home}")
     caps = list(DEFAULT_CAPABILITIES)
     # A non-root user keeps the bounding set only (as Docker does since 20.10): it can regain
     # capabilities through setuid binaries (sudo), but does not hold them by default.
@@ -419,7 +431,8 @@ class OciRuntime:
             nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
             if nofile == resource.RLIM_INFINITY:
                 nofile = 1 << 20
-            config = build_config(process, rootfs, mounts, bundle=bundle, nofile=nofile)
+            home = None if any(k == "HOME" for k, _ in process.env) else user_home(rootfs, process.uid)
+            config = build_config(process, rootfs, mounts, bundle=bundle, nofile=nofile, home=home)
             config["linux"]["cgroupsPath"] = f"forklift/{container_id}"
             (bundle / "config.json").write_text(json.dumps(config))
             with prepared_rootfs(rootfs, mounts):

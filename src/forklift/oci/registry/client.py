@@ -269,6 +269,7 @@ class RegistryClient:
         new_sink: Callable[[], _Sink],
         *,
         on_bytes: Callable[[int], None] | None = None,
+        hash_content: bool = True,
     ) -> _Sink:
         """Stream a blob into a sink from ``new_sink``, checking size and digest as it arrives.
 
@@ -276,10 +277,12 @@ class RegistryClient:
         ignores the range, the sink is aborted and a fresh one started. Returns the sink holding
         exactly the verified content (the caller commits it). On a digest or size mismatch the
         sink is aborted and ``RegistryContentMismatch`` raised; a mismatch is never retried.
+        ``hash_content=False`` leaves the digest check to a sink that hashes anyway (the store's
+        BlobWriter checks it on commit), so the content is hashed once; the size is still checked.
         """
         what = f"blob {digest} of {repository}"
         url = self.url(repository, "blobs", str(digest))
-        state: _Download[_Sink] = _Download(digest, size, new_sink)
+        state: _Download[_Sink] = _Download(digest, size, new_sink, hash_content=hash_content)
         try:
             self._with_retries(what, lambda: self._fetch_once(url, what, state, on_bytes))
             state.finish(what, self.host)
@@ -502,8 +505,11 @@ class _FileSink:
 class _Download(Generic[_Sink]):
     """A blob arriving in a sink: bytes so far and their running hash, so a retry can resume."""
 
-    def __init__(self, digest: Digest, size: int, new_sink: Callable[[], _Sink]) -> None:
+    def __init__(
+        self, digest: Digest, size: int, new_sink: Callable[[], _Sink], *, hash_content: bool = True
+    ) -> None:
         self.digest, self.size, self.new_sink = digest, size, new_sink
+        self.hash_content = hash_content
         self.hasher = digest.hasher()
         self.offset = 0
         self.sink = new_sink()
@@ -518,7 +524,8 @@ class _Download(Generic[_Sink]):
         if self.offset + len(chunk) > self.size >= 0:
             raise RegistryContentMismatch(f"{what}: {host} sent more than the {self.size} bytes promised")
         self.sink.write(chunk)
-        self.hasher.update(chunk)
+        if self.hash_content:
+            self.hasher.update(chunk)
         self.offset += len(chunk)
 
     def finish(self, what: str, host: str) -> None:
@@ -527,7 +534,7 @@ class _Download(Generic[_Sink]):
                 f"{what}: {host} sent {self.offset} bytes, the manifest promised {self.size}"
             )
         actual = Digest(self.digest.algorithm, self.hasher.hexdigest())
-        if actual != self.digest:
+        if self.hash_content and actual != self.digest:
             raise RegistryContentMismatch(
                 f"{what}: {host} served content whose digest is {actual}",
                 hint="the registry (or something between it and you) corrupted the blob; nothing was stored",

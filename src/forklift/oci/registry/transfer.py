@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
-from forklift.errors import ImageError
+from forklift.errors import DigestMismatch, ImageError
 from forklift.oci.model import (
     Descriptor,
     Digest,
@@ -33,7 +33,7 @@ from forklift.oci.model import (
 )
 from forklift.oci.registry.auth import Credentials, default_docker_config, lookup_credentials
 from forklift.oci.registry.client import RegistryClient, RegistryOptions
-from forklift.oci.registry.errors import RegistryProtocolError
+from forklift.oci.registry.errors import RegistryContentMismatch, RegistryProtocolError
 from forklift.oci.registry.reference import parse_reference
 from forklift.oci.store import Store
 
@@ -110,8 +110,18 @@ def pull_image(
         def fetch(desc: Descriptor) -> None:
             on_bytes = None if progress is None else (lambda n, d=str(desc.digest): progress(d, n))
             new_writer = lambda: store.writer(desc.digest.algorithm)  # noqa: E731
-            sink = client.fetch_blob_into(name.path, desc.digest, desc.size, new_writer, on_bytes=on_bytes)
-            sink.commit(desc.digest, size=desc.size, lease=lease)
+            # The store's writer hashes what it is given and checks the digest on commit: one hash.
+            sink = client.fetch_blob_into(
+                name.path, desc.digest, desc.size, new_writer, on_bytes=on_bytes, hash_content=False
+            )
+            try:
+                sink.commit(desc.digest, size=desc.size, lease=lease)
+            except DigestMismatch as err:
+                raise RegistryContentMismatch(
+                    f"blob {desc.digest} of {name.path}: {client.host} served content that does not match "
+                    f"its digest ({err.message})",
+                    hint="the registry, or something on the way, corrupted the blob; nothing was kept",
+                ) from None
 
         _run_concurrently(fetch, missing, options.max_workers)
         store.put_bytes(raw, digest, lease=lease)
@@ -202,7 +212,7 @@ def push_image(
             on_bytes = None if progress is None else (lambda n, d=str(desc.digest): progress(d, n))
             client.upload_blob(
                 dest.path, desc.digest, desc.size,
-                lambda: store.open_blob(desc.digest, size=desc.size), location=session, on_bytes=on_bytes,
+                lambda: _open_for_upload(store, desc), location=session, on_bytes=on_bytes,
             )  # fmt: skip
             count("uploaded")
 
@@ -226,6 +236,15 @@ def push_image(
 
         digest, _, _ = push_manifest(top, dest.tag or "latest")
     return PushResult(name=str(dest), digest=digest, **counts)
+
+
+def _open_for_upload(store: Store, desc: Descriptor) -> BinaryIO:
+    """The stored blob, read without hashing it again: the registry checks the digest on the final
+    PUT (``?digest=``) and refuses a corrupt blob, so a second hash here would only cost time."""
+    try:
+        return store.blob_path(desc.digest).open("rb")
+    except FileNotFoundError:
+        raise ImageError(f"blob {desc.digest} is not in the store") from None
 
 
 def _convert(manifest: Manifest, family: MediaFamily | None) -> Manifest:

@@ -56,7 +56,8 @@ class ParseWarning:
     """A non-fatal finding of the parser (an empty continuation line)."""
 
     message: str
-    line: int
+    line: int  # the (first) offending line: for an empty continuation, the first empty line
+    end_line: int = 0  # the last line of the instruction (where BuildKit reports its warning)
 
 
 @dataclass(frozen=True)
@@ -534,7 +535,7 @@ def parse(text: str, *, file: str = "Dockerfile") -> ParsedDockerfile:
         line, end_of_line = directives.trim_continuation(token)
         if end_of_line and line == "":
             continue
-        empty_continuation: int | None = None
+        empty_continuation: int | None = None  # the first empty line inside the continuation
         while not end_of_line and index < total:
             content = source_lines[index]
             directives.consider(content, index + 1, content)
@@ -542,18 +543,17 @@ def parse(text: str, *, file: str = "Dockerfile") -> ParsedDockerfile:
             if _lstrip_space(content).startswith("#"):
                 continue  # comments inside a continuation are dropped
             if _lstrip_space(content) == "":
+                # Dropped, with a warning (BuildKit: this will become an error).
                 if empty_continuation is None:
                     empty_continuation = index
                 continue
             piece, end_of_line = directives.trim_continuation(content)
             line += piece
         if empty_continuation is not None:
+            # BuildKit's message; BuildKit (and its NoEmptyContinuation check) reports it at the
+            # instruction's last line, kept as end_line.
             warnings.append(
-                ParseWarning(
-                    f"Empty continuation line found in: {_strip_space(line)} "
-                    "(empty continuation lines will become errors in a future release)",
-                    empty_continuation,
-                )
+                ParseWarning(f"Empty continuation line found in: {line}", empty_continuation, index)
             )
         try:
             node = _node_from_line(line, directives.escape)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from forklift.dockerfile.syntax import (
     Heredoc,
     Node,
+    ParseWarning,
     dump,
     extract_flags,
     parse,
@@ -84,7 +85,15 @@ def test_continuation_keeps_indentation_and_drops_comments_and_empty_lines() -> 
     parsed = parse("FROM a\nRUN echo a \\\n# comment\n\n    b \\\n  # indented comment\n c\n")
     assert dump(parsed.nodes[1]) == '(run "echo a     b  c")'
     assert (parsed.nodes[1].start_line, parsed.nodes[1].end_line) == (2, 7)
-    assert len(parsed.warnings) == 1 and parsed.warnings[0].line == 4
+    assert parsed.warnings == (ParseWarning("Empty continuation line found in: RUN echo a     b  c", 4, 7),)
+
+
+def test_empty_continuation_warning_is_at_the_last_line() -> None:
+    # BuildKit's NoEmptyContinuation test: reported on line 6.
+    parsed = parse(
+        "\nFROM scratch\n# warning: empty continuation line\nCOPY Dockerfile \\\n\n.\nCOPY Dockerfile \\\n.\n"
+    )
+    assert [(w.line, w.end_line) for w in parsed.warnings] == [(5, 6)]
 
 
 def test_doubled_escape_at_end_of_line_is_not_a_continuation() -> None:

@@ -1117,8 +1117,7 @@ def _type_healthcheck(ctx: _Context) -> Healthcheck:
     if kind == "NONE":
         if rest:
             raise ctx.error("HEALTHCHECK NONE takes no arguments")
-        if ctx.node.flags:
-            raise ctx.error("HEALTHCHECK NONE takes no options", needle="--")
+        # BuildKit ignores options on NONE (they are still checked above, as flags).
         return Healthcheck(location=ctx.location, original=ctx.node.original, test=("NONE",))
     if kind != "CMD":
         raise ctx.error(f"unknown type {args[0]!r} in HEALTHCHECK", needle=args[0], hint="try CMD (or NONE)")

@@ -244,8 +244,9 @@ def copy_graph(source: FileSource, store: Store, root: Descriptor, *, lease: Lea
 def load_layout(store: Store, path: Path, *, name: str | None = None) -> list[LoadedImage]:
     """Load every image of an OCI layout (directory or tar) into ``store`` and name it.
 
-    Entries carrying a full name get it; an entry with only a tag gets ``name``'s repository with that
-    tag when ``name`` is given; ``name`` itself names the image when there is exactly one.
+    Entries carrying a full name get it. ``name`` is for entries without one: it names the image
+    when the layout holds exactly one, else an entry with only a tag gets ``name``'s repository
+    with that tag.
     """
     source = open_source(path)
     try:
@@ -264,9 +265,12 @@ def load_layout_source(store: Store, source: FileSource, *, name: str | None = N
         for entry in entries:
             copy_graph(source, store, entry.descriptor, lease=lease)
             ref = entry.name
-            if name is not None and (len(entries) == 1 or (ref is None and entry.tag)):
+            if ref is None and name is not None:
                 given = parse_reference(name)
-                ref = str(given if len(entries) == 1 else given.with_tag(entry.tag or "latest"))
+                if len(entries) == 1:
+                    ref = str(given)
+                elif entry.tag:
+                    ref = str(given.with_tag(entry.tag))
             if ref is not None:
                 store.set_ref(ref, entry.descriptor.digest)
             out.append(LoadedImage(entry.descriptor.digest, ref))
@@ -363,6 +367,7 @@ class _Exact(io.RawIOBase):
     def __init__(self, fh: BinaryIO, size: int, name: str) -> None:
         super().__init__()
         self._fh, self._left, self._name = fh, size, name
+        self._ended = False
 
     def readable(self) -> bool:
         return True
@@ -374,6 +379,12 @@ class _Exact(io.RawIOBase):
         self._left -= len(data)
         if not data and self._left:
             raise ImageError(f"{self._name}: content ended {self._left} bytes early")
+        if not self._left and not self._ended:
+            # Read on to end of file: a verifying reader (the store's) checks the digest there, and
+            # content longer than its descriptor says is caught.
+            self._ended = True
+            if self._fh.read(1):
+                raise ImageError(f"{self._name}: content is longer than its descriptor says")
         return data
 
 

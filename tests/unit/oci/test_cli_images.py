@@ -77,8 +77,17 @@ def test_save_load_both_formats(loaded: Path, tmp_path: Path) -> None:
         other = tmp_path / f"s{i}"
         assert ok(other, "load", "-i", str(tmp_path / src)) == "Loaded image: busybox:latest\n"
         assert Store(other).get_ref("docker.io/library/busybox:latest") == digest
-    renamed = ok(tmp_path / "s9", "load", "-i", str(tmp_path / "oci"), "-t", "other:2")
-    assert renamed == "Loaded image: other:2\n"
+    # -t names only what the input leaves unnamed
+    assert ok(tmp_path / "s9", "load", "-i", str(tmp_path / "oci"), "-t", "other:2") == (
+        "Loaded image: busybox:latest\n"
+    )
+    index = json.loads((tmp_path / "oci" / "index.json").read_text())
+    index["manifests"][0]["annotations"] = {}
+    (tmp_path / "oci" / "index.json").write_text(json.dumps(index))
+    assert ok(tmp_path / "s10", "load", "-i", str(tmp_path / "oci")) == f"Loaded image ID: {digest}\n"
+    assert ok(tmp_path / "s11", "load", "-i", str(tmp_path / "oci"), "-t", "other:2") == (
+        "Loaded image: other:2\n"
+    )
 
 
 def test_import_and_prune(store_root: Path, busybox_rootfs_tar: Path) -> None:

@@ -238,3 +238,17 @@ def test_import_rootfs(store_root: Path, tmp_path: Path) -> None:
     (tmp_path / "not.tar").write_bytes(b"x" * 2000)
     with pytest.raises(ImageError, match="not a tar"):
         import_rootfs(store, tmp_path / "not.tar")
+
+
+@pytest.mark.parametrize("as_tar", [False, True])
+def test_saving_a_corrupt_store_blob_fails(store_root: Path, tmp_path: Path, as_tar: bool) -> None:
+    store = Store(store_root)
+    _two_images(store)
+    one = load_image(store, "docker.io/library/one:1")
+    path = store.blob_path(image_layers(one)[0].digest)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1  # same size, other content
+    path.write_bytes(bytes(data))
+    with pytest.raises(DigestMismatch):
+        write_layout(tmp_path / ("o.tar" if as_tar else "o"), [("one:1", one)], as_tar=as_tar)
+    assert not (tmp_path / "o.tar").exists() and not (tmp_path / "o.tar.partial").exists()

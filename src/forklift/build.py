@@ -224,7 +224,8 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
             image, image_id, digest = _write_image(store, state, lease)
             tags = _tags_for(options.tags, position, len(targets))
             for tag in tags:
-                store.set_ref(_canonical(tag), Digest.parse(digest))
+                if store.get_ref(_canonical(tag)) != Digest.parse(digest):
+                    store.set_ref(_canonical(tag), Digest.parse(digest))
             outputs = _outputs_for(options.outputs, position, len(targets))
             for out in outputs:
                 _export(store, image, state, out, tags)
@@ -285,15 +286,26 @@ def _final_state(state: StageState, labels: Mapping[str, str]) -> StageState:
 
 
 def _write_image(store: Store, state: StageState, lease: Lease | None) -> tuple[Image, str, str]:
-    """Config and manifest into the store; returns (image, image ID, manifest digest)."""
+    """Config and manifest into the store; returns (image, image ID, manifest digest).
+
+    A fully cached rebuild makes the same bytes: they are already stored and not written again.
+    """
+
+    def put(data: bytes) -> Digest:
+        digest = Digest.of(data)
+        if store.has(digest):
+            if lease is not None:
+                lease.add(digest)
+            return digest
+        return store.put_bytes(data, lease=lease)
+
     raw_config = state.config.to_bytes()
-    lease_ = lease
-    config_digest = store.put_bytes(raw_config, lease=lease_)
+    config_digest = put(raw_config)
     manifest = Manifest(
         config=Descriptor(media_type=MediaType.OCI_CONFIG, digest=config_digest, size=len(raw_config)),
         layers=state.layers,
     )
-    digest = store.put_bytes(manifest.to_bytes(), lease=lease_)
+    digest = put(manifest.to_bytes())
     return StoreImage(store, digest), str(config_digest), str(digest)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from registry_fixtures import RegistryServer, _plain_registry  # noqa: F401  (the fixture)
 
 from conftest import require_tool
 from forklift.build import BuildOptions, BuildResult, OutputSpec, build
@@ -370,3 +371,18 @@ def test_cli_build_quiet_prints_the_image_id(ctx: Path, store: Path, tmp_path: P
         text=True,
     ).stdout
     assert json.loads(inspected)["rootfs"]["diff_ids"]
+
+
+def test_from_pulls_a_missing_base_from_its_registry(
+    ctx: Path, tmp_path: Path, busybox_image: Callable[[Path], str], plain_registry: RegistryServer
+) -> None:
+    from forklift.oci.registry.transfer import push_image
+    from forklift.oci.store import Store
+
+    seed = tmp_path / "seed"
+    name = busybox_image(seed)
+    remote = f"{plain_registry.host}/engine/busybox:pulled"
+    push_image(Store(seed), name, remote)
+    empty_store = tmp_path / "empty"
+    result, progress = run_build(ctx, empty_store, f"FROM {remote}\nRUN echo pulled > /p\n")
+    assert "cache miss" in progress and result.image.image_id.startswith("sha256:")

@@ -90,6 +90,7 @@ class BuildEnv:
     _vertices: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _vertex_lock: threading.Lock = field(default_factory=threading.Lock)
     wrote_cache: bool = False
+    pull_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_vertex(self) -> int:
         """A fresh progress vertex number (BuildKit's ``#N``)."""

@@ -54,11 +54,29 @@ def load_base(env: BuildEnv, ref: str) -> StageState:
 
 
 def _pull(env: BuildEnv, canonical: str, missing: ImageError) -> StoreImage:
-    # Registry pulls belong to the registry client; until the build wires it in, say what to do.
-    raise BuildError(
-        f"image {canonical} is not in the local store",
-        hint="pull it first (forklift pull) or load/import it (forklift load, forklift import)",
-    ) from missing
+    """Pull a base the store does not have (once per build, even when several stages need it)."""
+    from forklift.errors import RegistryError
+    from forklift.oci.image import load_image
+    from forklift.oci.registry.transfer import pull_image
+
+    with env.pull_lock:
+        try:
+            return load_image(env.store, canonical, platform=env.options.platform)
+        except ImageError:
+            pass
+        try:
+            result = pull_image(env.store, canonical, platform=env.options.platform)
+        except (RegistryError, ImageError) as err:
+            raise BuildError(
+                f"image {canonical} is not in the local store and could not be pulled: {err.message}",
+                hint="pull it (forklift pull), or load/import it (forklift load, forklift import)",
+            ) from missing
+        except OSError as err:
+            raise BuildError(
+                f"image {canonical} is not in the local store and could not be pulled: {err}",
+                hint="pull it (forklift pull), or load/import it (forklift load, forklift import)",
+            ) from missing
+        return load_image(env.store, result.manifest_digest)
 
 
 def resolve_source(env: BuildEnv, stepper: Stepper, op: SourceOp, done: dict[int, StageResult]) -> StageState:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from forklift.dockerfile.words import GO_SPACES, heredoc_words, split_raw_words
 from forklift.errors import DockerfileSyntaxError, ExpansionError, SourceLocation
@@ -513,7 +513,7 @@ def parse(text: str, *, file: str = "Dockerfile") -> ParsedDockerfile:
         return SourceLocation(file, lineno, column, end_line=end, text=line_text)
 
     for number, line in enumerate(source_lines, start=1):
-        if len(line.encode("utf-8", "surrogatepass")) > MAX_LINE_BYTES:
+        if len(line) > MAX_LINE_BYTES // 4 and len(line.encode("utf-8", "surrogatepass")) > MAX_LINE_BYTES:
             raise DockerfileSyntaxError(
                 f"dockerfile line greater than max allowed size of {MAX_LINE_BYTES}",
                 location=SourceLocation(file, number, 1, text=line[:200]),
@@ -595,9 +595,9 @@ def parse(text: str, *, file: str = "Dockerfile") -> ParsedDockerfile:
             if heredocs:
                 inner = node.inner
                 if inner is not None:
-                    inner = _replace(inner, heredocs=tuple(heredocs))
-                node = _replace(node, heredocs=tuple(heredocs), inner=inner)
-        nodes.append(_replace(node, start_line=start_line, end_line=index))
+                    inner = replace(inner, heredocs=tuple(heredocs))
+                node = replace(node, heredocs=tuple(heredocs), inner=inner)
+        nodes.append(replace(node, start_line=start_line, end_line=index))
 
     if not nodes:
         raise DockerfileSyntaxError(
@@ -612,12 +612,6 @@ def parse(text: str, *, file: str = "Dockerfile") -> ParsedDockerfile:
         warnings=tuple(warnings),
         source_lines=source_lines,
     )
-
-
-def _replace(node: Node, **changes: object) -> Node:
-    from dataclasses import replace
-
-    return replace(node, **changes)  # type: ignore[arg-type]
 
 
 def _go_quote(text: str) -> str:

@@ -233,12 +233,45 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
     if options.iidfile is not None and built:
         options.iidfile.write_text(built[0].image_id)
     sizes = {r.name: sum(d.size for d in r.state.layers) for r in results.values()}
+    for b in built:
+        _record_stage_sizes(store, b, sizes)
     seconds = time.monotonic() - started
-    summary = tuple(
+    summary = [
         f"image {b.target}: {b.image_id}" + (f" ({', '.join(b.tags)})" if b.tags else "") for b in built
-    )
-    events(BuildFinished(tuple(b.image_id for b in built), seconds, summary))
+    ]
+    if len(sizes) > 1:
+        summary.append("stage sizes: " + ", ".join(f"{name} {_human(size)}" for name, size in sizes.items()))
+    events(BuildFinished(tuple(b.image_id for b in built), seconds, tuple(summary)))
     return BuildResult(tuple(built), seconds, sizes)
+
+
+def _human(size: int) -> str:
+    """``812.3 MB`` (decimal units, as docker shows sizes)."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def _record_stage_sizes(store: Store, built: BuiltImage, sizes: Mapping[str, int]) -> None:
+    """``<store>/builds/<manifest hex>.json``: what each stage weighed (for ``forklift size``)."""
+    import json
+    import os
+
+    path = store.root / "builds" / (built.digest.split(":", 1)[1] + ".json")
+    doc = {"target": built.target, "image_id": built.image_id, "stages": dict(sizes)}
+    text = json.dumps(doc, sort_keys=True)
+    try:
+        if path.read_text() == text:
+            return
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _read_dockerignore(context: Path, dockerfile: Path) -> DockerIgnore | None:

@@ -83,6 +83,16 @@ def run_exec(
     env: BuildEnv, stepper: Stepper, state: StageState, op: ExecOp, index: int, done: dict[int, StageResult]
 ) -> StageState:
     """One RUN step through the cache."""
+    from dataclasses import replace
+
+    from forklift.plan.args import expand_mount
+
+    scope = state.env()
+    mounts = tuple(
+        replace(rm, mount=expand_mount(rm.mount, scope, escape=env.options.escape, location=op.location))
+        for rm in op.mounts
+    )
+    op = replace(op, mounts=mounts)
     args = process_args(op, state)
     build_args = [(k, v) for k, v in state.args.items()]
     history = run_history(args, build_args)

@@ -104,6 +104,18 @@ def test_volatile_mount_keeps_changes(tmp_path: Path) -> None:
     assert (upper / "f").read_bytes() == b"data"
 
 
+def test_a_layer_given_twice_is_mounted_once(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+    (a / "f").write_text("a")
+    (b / "f").write_text("b")
+    (b / "g").write_text("b")
+    with mount_overlay([a, b, a], tmp_path / "u", tmp_path / "w", tmp_path / "m") as root:
+        assert (root / "f").read_text() == "a"
+        assert (root / "g").read_text() == "b"
+
+
 @pytest.mark.parametrize("count", [60, 300])
 def test_many_long_lower_paths(tmp_path: Path, count: int) -> None:
     # 60 lowers with ~150-character paths overflow one page of mount data (short links needed);

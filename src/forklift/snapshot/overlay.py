@@ -152,13 +152,31 @@ def _staged_lowers(lowers: Sequence[Path], stack: ExitStack) -> list[Path]:
         staged.insert(0, merged)
 
 
+def unique_lowers(lowers: Sequence[Path]) -> list[Path]:
+    """``lowers`` (top-most first) with repeats dropped, keeping each one's top-most place.
+
+    Overlayfs refuses a directory given twice (an image may hold the same layer twice, e.g. two
+    empty RUN layers). Keeping only the top-most copy gives the same merged tree: everything
+    the lower copy provides, the upper copy provides again on top.
+    """
+    seen: set[Path] = set()
+    out: list[Path] = []
+    for lower in lowers:
+        key = Path(os.path.realpath(lower))
+        if key not in seen:
+            seen.add(key)
+            out.append(Path(lower))
+    return out
+
+
 @contextmanager
 def mount_overlay(
     lowers: Sequence[Path], upper: Path, work: Path, target: Path, *, volatile: bool = False
 ) -> Iterator[Path]:
     """Mount overlayfs at ``target`` (lowers top-most first, empty ``upper`` and ``work``); yield it.
 
-    Always unmounts on exit, and then removes ``work`` (overlayfs' private scratch). Long lower
+    Always unmounts on exit, and then removes ``work`` (overlayfs' private scratch). A lower
+    given twice is used once, at its top-most place (``unique_lowers``). Long lower
     lists that do not fit the kernel's one-page mount data are mounted through short symlinks,
     and beyond that through staged read-only overlays. ``upper`` and ``work`` must be empty
     directories on the same filesystem (they are created if missing). With no lowers, an empty
@@ -168,7 +186,7 @@ def mount_overlay(
     """
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, work, True)
-        lower_paths: list[Path] = [Path(p) for p in lowers]
+        lower_paths = unique_lowers(lowers)
         if not lower_paths:
             empty = Path(tempfile.mkdtemp(prefix="forklift-empty-lower-", dir=work.parent))
             stack.callback(shutil.rmtree, empty, True)

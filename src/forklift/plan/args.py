@@ -30,6 +30,8 @@ PLATFORM_ARGS: tuple[str, ...] = (
     "TARGETARCH",
     "TARGETVARIANT",
     "TARGETSTAGE",
+    "BUILDOSVERSION",
+    "TARGETOSVERSION",
 )
 # Usable without an ARG declaration; kept out of history and cache keys unless declared.
 PROXY_ARGS: frozenset[str] = frozenset(
@@ -78,6 +80,8 @@ def platform_args(*, build: Platform, target: Platform, target_stage: str) -> di
         "TARGETARCH": target.architecture,
         "TARGETVARIANT": target.variant or "",
         "TARGETSTAGE": target_stage,
+        "BUILDOSVERSION": build.os_version or "",
+        "TARGETOSVERSION": target.os_version or "",
     }
 
 

@@ -7,6 +7,7 @@ prefix of it as ``forklift images`` shows it) or by its manifest digest.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import re
@@ -56,35 +57,32 @@ def _images_by_ref(store: Store) -> list[tuple[str, Digest, StoreImage | None]]:
 
 
 def _find(store: Store, text: str, *, platform: Platform | None = None) -> tuple[str | None, StoreImage]:
-    """(canonical name or None, image) for a name, an image ID (prefix) or a manifest digest."""
+    """(canonical name, image) for a name; (None, image) for an image ID (or a unique prefix of one,
+    as ``forklift images`` shows it) or a manifest digest. A name wins over an ID prefix, as in Docker."""
+    ref = None
+    with contextlib.suppress(ImageError):
+        ref = parse_reference(text)
+    if ref is not None and store.get_ref(str(ref)) is not None:
+        return str(ref), load_image(store, str(ref), platform=platform)
     hexpart = text.removeprefix("sha256:")
-    looks_like_id = len(hexpart) >= 4 and all(c in "0123456789abcdef" for c in hexpart)
-    if looks_like_id:
+    if len(hexpart) >= 4 and all(c in "0123456789abcdef" for c in hexpart):
         if text.startswith("sha256:") and len(hexpart) == 64 and store.has(Digest.parse(text)):
-            try:
+            with contextlib.suppress(ImageError):  # else a config digest (image ID): looked up below
                 return None, load_image(store, text, platform=platform)
-            except ImageError:
-                pass  # a config digest (image ID), not a manifest: look it up below
         matches = {
-            img.digest: (name, img)
-            for name, _, img in _images_by_ref(store)
+            img.digest: img
+            for _, _, img in _images_by_ref(store)
             if img is not None and image_id(img).hex.startswith(hexpart)
         }
-        if len(matches) == 1:
-            return next(iter(matches.values()))
         if len(matches) > 1:
             raise ImageError(f"image ID {text} is ambiguous: it matches {len(matches)} images")
-    try:
-        ref = parse_reference(text)
-    except ImageError:
-        if looks_like_id:
-            raise ImageError(f"no such image: {text}") from None
-        raise
-    name = str(ref)
-    if store.get_ref(name) is None:
-        known = [familiar_name(n) for n in store.list_refs()]
-        raise ImageError(f"no such image: {text}", hint=did_you_mean(ref.familiar(), known))
-    return name, load_image(store, name, platform=platform)
+        if matches:
+            return None, next(iter(matches.values()))
+    if ref is None:
+        parse_reference(text)  # raises the reason the name is invalid
+    known = [familiar_name(n) for n in store.list_refs()]
+    hint = did_you_mean(ref.familiar(), known) if ref is not None else None
+    raise ImageError(f"no such image: {text}", hint=hint)
 
 
 # ---- formatting ----------------------------------------------------------------------------------------
@@ -292,12 +290,13 @@ def rmi_command(obj: Any, names: tuple[str, ...]) -> None:
     """Remove image names; `forklift prune` then frees what nothing needs."""
     store = _store(obj)
     for text in names:
-        name, img = _find(store, text)
-        targets = (
-            [name]
-            if name is not None
-            else [n for n, d in store.list_refs().items() if d == img.digest or _resolves_to(store, d, img)]
-        )
+        with contextlib.suppress(ImageError):
+            # A name is removed even when its image cannot be read (another platform, corrupt).
+            if store.delete_ref(str(parse_reference(text))):
+                click.echo(f"Untagged: {familiar_name(str(parse_reference(text)))}")
+                continue
+        _, img = _find(store, text)
+        targets = [n for n, d in store.list_refs().items() if d == img.digest or _resolves_to(store, d, img)]
         for target in targets:
             if store.delete_ref(target):
                 click.echo(f"Untagged: {familiar_name(target)}")

@@ -108,3 +108,19 @@ def test_humanised_columns() -> None:
     assert human_since("2024-01-01T00:00:00Z", now) == "9 days ago"
     assert human_since(None, now) == "N/A"
     assert (human_size(999), human_size(4_260_000)) == ("999B", "4.26MB")
+
+
+def test_names_win_over_id_prefixes_and_ids_untag_every_name(loaded: Path) -> None:
+    store = Store(loaded)
+    img = load_image(store, "docker.io/library/busybox:latest")
+    prefix = image_id(img).hex[:6]
+    ok(loaded, "tag", prefix, f"{prefix}:latest")  # an ID prefix names the image...
+    ok(loaded, "tag", "busybox", "other:1")
+    assert ok(loaded, "rmi", prefix) == f"Untagged: {prefix}:latest\n"  # ...the name wins over the ID
+    ok(loaded, "tag", "busybox", f"{prefix}:latest")
+    out = ok(loaded, "rmi", image_id(img).hex[:12])  # an ID untags every name of the image
+    expected = sorted([f"{prefix}:latest", "busybox:latest", "other:1"])
+    assert sorted(out.splitlines()) == [f"Untagged: {x}" for x in expected]
+    assert store.list_refs() == {}
+    broken = run(loaded, "rmi", "nothing-here")
+    assert isinstance(broken.exception, ImageError)

@@ -8,8 +8,12 @@ import subprocess
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from forklift.runtime.oci import OciRuntime
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -124,3 +128,16 @@ def busybox_image(_busybox_layout: Path) -> Callable[[Path], str]:
         return BUSYBOX_IMAGE
 
     return load
+
+
+@pytest.fixture(scope="session")
+def oci_runtime(tmp_path_factory: pytest.TempPathFactory) -> OciRuntime:
+    """A probed OCI runtime (``forklift.runtime.oci.OciRuntime``, runc here) with a private state dir.
+
+    Skips without runc, fails in CI. Use it instead of importing ``require_tool`` from conftest:
+    with tests/conformance/conftest.py present, ``from conftest import ...`` may find that one.
+    """
+    require_tool("runc")
+    from forklift.runtime.oci import find_runtime
+
+    return find_runtime(state_dir=tmp_path_factory.mktemp("runc-state"))

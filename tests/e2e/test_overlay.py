@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_tool
 from forklift.runtime.base import Process
-from forklift.runtime.oci import OciRuntime, find_runtime
+from forklift.runtime.oci import OciRuntime
 from forklift.snapshot.overlay import (
     OPAQUE_XATTRS,
     copied_rootfs,
@@ -160,10 +159,9 @@ SECOND_STEP = " && ".join(
 )
 
 
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> OciRuntime:
-    require_tool("runc")
-    return find_runtime(state_dir=tmp_path_factory.mktemp("runc-state"))
+@pytest.fixture
+def runtime(oci_runtime: OciRuntime) -> OciRuntime:
+    return oci_runtime
 
 
 Snapshot = Callable[[list[Path], Path, Path, Path], object]

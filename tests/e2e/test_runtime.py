@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_tool
 from forklift.errors import RuntimeNotFound
 from forklift.runtime.base import Mount, Process
 from forklift.runtime.oci import OciRuntime, find_runtime
@@ -20,11 +19,9 @@ from forklift.snapshot.overlay import mount_overlay
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="session")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> OciRuntime:
-    require_tool("runc")
-    state = tmp_path_factory.mktemp("runc-state")
-    return find_runtime(state_dir=state)
+@pytest.fixture
+def runtime(oci_runtime: OciRuntime) -> OciRuntime:
+    return oci_runtime
 
 
 class Layer:

@@ -15,8 +15,9 @@ from enum import StrEnum
 from typing import Any
 
 from forklift.dockerfile.instructions import Arg, Dockerfile, Onbuild, Stage
-from forklift.errors import PlanError, SourceLocation, did_you_mean
+from forklift.errors import ImageError, PlanError, SourceLocation, did_you_mean
 from forklift.oci.model import Platform
+from forklift.oci.registry.reference import parse_reference
 from forklift.plan.args import (
     BUILTIN_ARGS,
     PLATFORM_ARGS,
@@ -155,23 +156,22 @@ class StageGraph:
 
 
 # ---------------------------------------------------------------------------------------------
-# Image references (the distribution grammar), to tell an image from a mistyped stage name
+# Image references, to tell an image from a mistyped stage name
 # ---------------------------------------------------------------------------------------------
 
-_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
-_PATH_PART = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_IMAGE_REF = re.compile(
-    rf"(?P<name>(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*)"
-    r"(?::[\w][\w.-]{0,127})?"
-    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
-)
+
+def image_reference_problem(text: str) -> str | None:
+    """Why ``text`` is not an image reference Docker accepts, or None when it is one."""
+    try:
+        parse_reference(text)
+    except ImageError as err:
+        return err.message
+    return None
 
 
 def is_image_reference(text: str) -> bool:
     """Whether ``text`` is a valid image reference (``name[:tag][@digest]``, lower-case repository)."""
-    m = _IMAGE_REF.fullmatch(text)
-    return m is not None and len(m.group("name")) <= 255
+    return image_reference_problem(text) is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,8 +349,8 @@ class _Planner:
             return StageBase(kind=BaseKind.CONTEXT, text=stage.base, ref=lowered), NamedContextRef(
                 name=lowered
             )
-        if not is_image_reference(ref):
-            problem = "repository name must be lowercase" if ref != lowered else "invalid reference format"
+        problem = image_reference_problem(ref)
+        if problem is not None:
             later = [s for s in df.stages[stage.index :] if s.name == lowered]
             hint = (
                 f"stage {lowered!r} is defined later, on line {later[0].location.line}; FROM can only use "
@@ -361,7 +361,9 @@ class _Planner:
                 else None
             )
             raise PlanError(
-                f"FROM {ref}: not a valid image reference ({problem})", location=stage.location, hint=hint
+                f"FROM {ref}: not a stage name or a valid image reference ({problem})",
+                location=stage.location,
+                hint=hint,
             )
         later = [s for s in df.stages[stage.index + 1 :] if s.name == lowered]
         if later:

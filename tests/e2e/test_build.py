@@ -386,3 +386,13 @@ def test_from_pulls_a_missing_base_from_its_registry(
     empty_store = tmp_path / "empty"
     result, progress = run_build(ctx, empty_store, f"FROM {remote}\nRUN echo pulled > /p\n")
     assert "cache miss" in progress and result.image.image_id.startswith("sha256:")
+
+
+def test_onbuild_triggers_run_in_the_child_of_an_image(ctx: Path, store: Path) -> None:
+    run_build(ctx, store, "FROM busybox\nONBUILD RUN echo triggered > /onbuild\n", tags=("parent:1",))
+    result, progress = run_build(ctx, store, "FROM parent:1\nRUN cat /onbuild\n", tags=("child:1",))
+    assert "RUN echo triggered > /onbuild" in progress
+    _, config = image_json(store, result)
+    assert "OnBuild" not in config["config"]  # type: ignore[operator]
+    _, progress = run_build(ctx, store, "FROM child:1\nRUN test ! -e /nothing\n")
+    assert "] RUN echo triggered" not in progress  # triggers are not passed to grandchildren

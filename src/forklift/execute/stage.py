@@ -23,7 +23,7 @@ from forklift.dockerfile.instructions import (
     Workdir,
 )
 from forklift.dockerfile.words import expand_words
-from forklift.errors import BuildError, ExpansionError
+from forklift.errors import BuildError, ExpansionError, SourceLocation
 from forklift.execute.cache import StepInputs
 from forklift.execute.engine import BuildEnv, StageResult, Stepper, check_cancel, sorted_env
 from forklift.execute.ops import config as cfg
@@ -34,7 +34,7 @@ from forklift.execute.state import StageState
 from forklift.oci.model import HealthConfig
 from forklift.plan.args import declare_stage_arg, expand_at
 from forklift.plan.graph import PlannedStage
-from forklift.plan.ops import ConfigOp, CopyOp, ExecOp, SourceOp
+from forklift.plan.ops import ConfigOp, CopyOp, ExecOp, ImageRef, Op, SourceOp, SourceRef
 
 
 def run_stage(
@@ -51,10 +51,18 @@ def run_stage(
     ops = planned.ops
     if not ops or not isinstance(ops[0], SourceOp):
         raise BuildError(f"stage {planned.display_name} has no FROM", location=planned.location)
+    source = ops[0]
     stepper = Stepper(env, planned.display_name, len(ops), no_cache=no_cache)
     finished = dict(done)
-    state = resolve_source(env, stepper, ops[0], finished)
-    for index, op in enumerate(ops[1:], start=1):
+    state = resolve_source(env, stepper, source, finished)
+    body = list(ops[1:])
+    if isinstance(source.source, ImageRef) and state.container.on_build:
+        # An image's ONBUILD triggers run right after FROM (a stage base's are planned already).
+        body = [*image_triggers(state.container.on_build, env.options.escape), *body]
+        stepper.total = len(body) + 1
+    if state.container.on_build:
+        state = state.with_container(replace(state.container, on_build=()))  # not passed further down
+    for index, op in enumerate(body, start=1):
         check_cancel(cancel)
         if isinstance(op, ExecOp):
             state = run_exec(env, stepper, state, op, index, finished)
@@ -65,6 +73,24 @@ def run_stage(
         else:
             raise BuildError(f"unexpected FROM inside stage {planned.display_name}", location=op.location)
     return StageResult(planned.display_name, planned.index, state, ran=stepper.ran)
+
+
+def image_triggers(texts: tuple[str, ...], escape: str) -> list[Op]:
+    """Ops for ONBUILD triggers stored in a base image's config (``--from`` cannot name stages here)."""
+    from forklift.dockerfile.instructions import parse_instruction
+    from forklift.dockerfile.syntax import parse
+    from forklift.plan.lower import lower_instruction
+
+    def no_stages(value: str, *, via: object, location: SourceLocation, allow_index: bool) -> SourceRef:
+        return ImageRef(ref=value)
+
+    out: list[Op] = []
+    for text in texts:
+        directive = f"# escape={escape}\n" if escape != "\\" else ""
+        parsed = parse(directive + text + "\n", file="ONBUILD")
+        for node in parsed.nodes:
+            out.append(lower_instruction(parse_instruction(node, parsed), no_stages))
+    return out
 
 
 def _config_step(

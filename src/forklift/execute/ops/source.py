@@ -102,10 +102,6 @@ def resolve_source(env: BuildEnv, stepper: Stepper, op: SourceOp, done: dict[int
             err = BuildError(err.message, location=op.location, hint=err.hint)
         env.events(StepFailed(vertex, time.monotonic() - started, err.render()))
         raise err from None
-    # ONBUILD triggers run in the stage built on this one, and are not passed further down.
-    container = state.container
-    if container.on_build:
-        state = state.with_container(replace(container, on_build=()))
     env.events(StepCached(vertex))
     env.events(StepDone(vertex, time.monotonic() - started, cached=True))
     return replace(state, cmd_set=False)

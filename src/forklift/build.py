@@ -19,7 +19,14 @@ from pathlib import Path
 
 from forklift.dockerfile.ignore import DockerIgnore
 from forklift.errors import ForkliftError
-from forklift.execute.engine import BuildEnv, ExecOptions, RuntimeProvider, SecretSource, StageResult
+from forklift.execute.engine import (
+    BuildEnv,
+    ExecOptions,
+    NamedContext,
+    RuntimeProvider,
+    SecretSource,
+    StageResult,
+)
 from forklift.execute.state import StageState
 from forklift.oci.image import Image, StoreImage
 from forklift.oci.model import Descriptor, Digest, Manifest, MediaType, Platform
@@ -87,6 +94,9 @@ class BuildOptions:
     runtime: str | None = None
     source_date_epoch: int | None = None
     platform: str | None = None
+    build_contexts: Mapping[str, str] = field(
+        default_factory=dict
+    )  # NAME -> DIR|docker-image://|oci-layout://
 
 
 @dataclass(frozen=True)
@@ -139,7 +149,12 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
     platform = Platform.parse(options.platform) if options.platform else Platform.host()
     graph = plan_build(
         dockerfile,
-        PlanOptions(targets=options.targets, build_args=dict(options.build_args), target_platform=platform),
+        PlanOptions(
+            targets=options.targets,
+            build_args=dict(options.build_args),
+            target_platform=platform,
+            named_contexts=frozenset(n.lower() for n in options.build_contexts),
+        ),
     )
 
     store = Store(options.root)
@@ -158,6 +173,7 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
         platform=platform,
         escape=graph.escape,
         runtime_name=options.runtime,
+        named_contexts={n.lower(): NamedContext.parse(n, v) for n, v in options.build_contexts.items()},
     )
     snapshots = SnapshotCache(store.root)
 

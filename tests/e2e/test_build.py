@@ -396,3 +396,20 @@ def test_onbuild_triggers_run_in_the_child_of_an_image(ctx: Path, store: Path) -
     assert "OnBuild" not in config["config"]  # type: ignore[operator]
     _, progress = run_build(ctx, store, "FROM child:1\nRUN test ! -e /nothing\n")
     assert "] RUN echo triggered" not in progress  # triggers are not passed to grandchildren
+
+
+def test_build_context_replaces_a_stage_and_an_image(ctx: Path, store: Path, tmp_path: Path) -> None:
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "from-extra.txt").write_text("extra")
+    dockerfile = "FROM busybox AS deps\nRUN exit 1\nFROM base\nCOPY --from=deps /from-extra.txt /got.txt\n"
+    out = tmp_path / "rootfs"
+    run_build(
+        ctx,
+        store,
+        dockerfile,
+        build_contexts={"deps": str(extra), "base": "docker-image://busybox"},
+        outputs=(OutputSpec(type="local", dest=out),),
+    )
+    assert (out / "got.txt").read_text() == "extra"
+    assert (out / "bin" / "busybox").exists()

@@ -99,6 +99,12 @@ def _ssh(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Stages run at once (default: CPUs).")
 @click.option("--runtime", default=None, help="OCI runtime: runc or crun (name or path).")
 @click.option("--platform", default=None, help="Target platform (os/arch).")
+@click.option(
+    "--build-context",
+    "build_contexts",
+    multiple=True,
+    help="NAME=DIR|docker-image://REF|oci-layout://PATH[:TAG]: replaces a stage or image.",
+)
 @click.argument("context", type=click.Path(file_okay=False, path_type=Path))
 @click.pass_obj
 def build_command(
@@ -120,6 +126,7 @@ def build_command(
     jobs: int | None,
     runtime: str | None,
     platform: str | None,
+    build_contexts: tuple[str, ...],
     context: Path,
 ) -> None:
     """Build an image from a Dockerfile and a build context."""
@@ -152,6 +159,7 @@ def build_command(
         runtime=runtime,
         source_date_epoch=epoch,
         platform=platform,
+        build_contexts=_pairs(build_contexts, "--build-context", from_env=False),
     )
     mode = "quiet" if quiet else progress
     if mode == "auto":

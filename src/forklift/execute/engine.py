@@ -43,6 +43,34 @@ class SecretSource:
 
 
 @dataclass(frozen=True, kw_only=True)
+class NamedContext:
+    """A ``--build-context NAME=...``: a local directory, or an image (``docker-image://REF``,
+    ``oci-layout://PATH[:TAG]``) that replaces the stage or image of that name."""
+
+    name: str
+    directory: Path | None = None
+    image: str | None = None  # docker-image://REF
+    layout: Path | None = None  # oci-layout://PATH
+    layout_tag: str | None = None
+
+    @staticmethod
+    def parse(name: str, value: str) -> NamedContext:
+        """``DIR``, ``docker-image://REF`` or ``oci-layout://PATH[:TAG]``."""
+        if value.startswith("docker-image://"):
+            return NamedContext(name=name.lower(), image=value.removeprefix("docker-image://"))
+        if value.startswith("oci-layout://"):
+            rest = value.removeprefix("oci-layout://")
+            path, _, tag = rest.rpartition(":") if ":" in rest.rsplit("/", 1)[-1] else (rest, "", "")
+            return NamedContext(name=name.lower(), layout=Path(path), layout_tag=tag or None)
+        if "://" in value:
+            raise BuildError(
+                f"--build-context {name}={value}: unsupported source (a directory, "
+                "docker-image:// or oci-layout://)"
+            )
+        return NamedContext(name=name.lower(), directory=Path(value))
+
+
+@dataclass(frozen=True, kw_only=True)
 class ExecOptions:
     """Per-build execution options (flags of ``forklift build``)."""
 
@@ -56,6 +84,7 @@ class ExecOptions:
     platform: Platform = field(default_factory=Platform.host)
     escape: str = "\\"
     runtime_name: str | None = None
+    named_contexts: Mapping[str, NamedContext] = field(default_factory=dict)
 
 
 class RuntimeProvider:

@@ -76,7 +76,14 @@ def source_tree(env: BuildEnv, op: CopyOp, done: dict[int, StageResult]) -> Iter
         with image_view(env, load_base(env, src.ref)) as root:
             yield SourceTree(root, keep_owner=True, label=f"image {src.ref}")
     elif isinstance(src, NamedContextRef):
-        raise BuildError(f"--build-context {src.name} is not supported yet", location=op.location)
+        named = env.options.named_contexts[src.name]
+        if named.directory is not None:
+            yield SourceTree(named.directory.resolve(), label=f"build context {src.name}")
+        else:
+            from forklift.execute.ops.source import named_image
+
+            with image_view(env, named_image(env, src.name)) as root:
+                yield SourceTree(root, keep_owner=True, label=f"context {src.name}")
     else:
         raise BuildError(f"cannot copy from {src!r}", location=op.location)
 

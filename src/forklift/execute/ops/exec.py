@@ -31,7 +31,7 @@ from forklift.execute.engine import (
 )
 from forklift.execute.ops.config import run_history, shell_of
 from forklift.execute.state import StageState
-from forklift.plan.ops import ExecOp, ImageRef, MainContextRef, ResolvedMount, StageRef
+from forklift.plan.ops import ExecOp, ImageRef, MainContextRef, NamedContextRef, ResolvedMount, StageRef
 from forklift.report.progress import StepLog
 from forklift.runtime.base import Mount, NetworkMode, Process
 from forklift.snapshot.diff import OverlayUpperSource
@@ -294,4 +294,11 @@ def _bind_source(
         from forklift.execute.ops.source import load_base
 
         return stack.enter_context(image_view(env, load_base(env, ref.ref)))
+    if isinstance(ref, NamedContextRef):
+        named = env.options.named_contexts[ref.name]
+        if named.directory is not None:
+            return named.directory.resolve()
+        from forklift.execute.ops.source import named_image
+
+        return stack.enter_context(image_view(env, named_image(env, ref.name)))
     return env.context.root

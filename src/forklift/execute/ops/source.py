@@ -37,7 +37,7 @@ def load_base(env: BuildEnv, ref: str) -> StageState:
     from forklift.oci.registry.reference import parse_reference
 
     try:
-        canonical = str(parse_reference(ref))
+        canonical = ref if ref.startswith("sha256:") else str(parse_reference(ref))
     except ForkliftError as err:
         raise BuildError(f"invalid image reference {ref!r}: {err.message}") from err
     try:
@@ -79,6 +79,31 @@ def _pull(env: BuildEnv, canonical: str, missing: ImageError) -> StoreImage:
         return load_image(env.store, result.manifest_digest)
 
 
+def named_image(env: BuildEnv, name: str) -> StageState:
+    """The image a ``--build-context NAME=docker-image://...|oci-layout://...`` stands for."""
+    from forklift.oci.layout import load_layout
+
+    ctx = env.options.named_contexts[name]
+    if ctx.image is not None:
+        return load_base(env, ctx.image)
+    if ctx.layout is not None:
+        with env.pull_lock:
+            loaded = load_layout(env.store, ctx.layout)
+        if not loaded:
+            raise BuildError(f"--build-context {name}: {ctx.layout} holds no image")
+        chosen = loaded[0]
+        if ctx.layout_tag is not None:
+            tagged = [i for i in loaded if i.name and i.name.endswith(":" + ctx.layout_tag)]
+            if not tagged:
+                raise BuildError(f"--build-context {name}: no image tagged {ctx.layout_tag} in {ctx.layout}")
+            chosen = tagged[0]
+        return load_base(env, str(chosen.digest))
+    raise BuildError(
+        f"--build-context {name} is a directory: it can be copied from, not built FROM",
+        hint="use docker-image://REF or oci-layout://PATH to replace a base image",
+    )
+
+
 def resolve_source(env: BuildEnv, stepper: Stepper, op: SourceOp, done: dict[int, StageResult]) -> StageState:
     """The state a stage starts from, reported as the stage's first step."""
     src = op.source
@@ -94,7 +119,7 @@ def resolve_source(env: BuildEnv, stepper: Stepper, op: SourceOp, done: dict[int
         elif isinstance(src, ImageRef):
             state = load_base(env, src.ref)
         elif isinstance(src, NamedContextRef):
-            raise BuildError(f"--build-context {src.name} is not supported yet", location=op.location)
+            state = named_image(env, src.name)
         else:  # pragma: no cover - exhaustive
             raise BuildError(f"unknown FROM source {src!r}", location=op.location)
     except BuildError as err:

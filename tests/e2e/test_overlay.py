@@ -141,9 +141,13 @@ def test_many_long_lower_paths(tmp_path: Path, count: int) -> None:
 
 # --- the copy fallback gives the same upper directory --------------------------------------------
 
-FIRST_STEP = "mkdir -p /app/data /app/old && echo 1 > /app/data/a && echo 2 > /app/old/b && rm /bin/vi"
+FIRST_STEP = (
+    "mkdir -p /app/data /app/old && echo 1 > /app/data/a && echo 2 > /app/old/b && rm /bin/vi"
+    " && rm -r /usr && mkdir -p /usr/lib && echo l > /usr/lib/l"  # an opaque dir in a lower layer
+)
 SECOND_STEP = " && ".join(
     [
+        "test ! -e /bin/vi && test ! -e /usr/bin && test -f /usr/lib/l",  # the lowers, merged
         "echo changed > /app/data/a",  # modify a file from a lower layer
         "echo new > /app/data/c",  # add beside existing files
         "rm -r /app/old",  # delete a lower directory: one whiteout
@@ -201,6 +205,7 @@ def test_fallback_gives_the_same_upper_as_overlay(
 ) -> None:
     layer1 = _step(runtime, [busybox_rootfs], tmp_path / "l1", FIRST_STEP, use_overlay=True)
     assert _whiteout(layer1 / "bin" / "vi")
+    assert _opaque(layer1 / "usr")
     lowers = [layer1, busybox_rootfs]
     with_overlay = _step(runtime, lowers, tmp_path / "ovl", SECOND_STEP, use_overlay=True)
     with_copy = _step(runtime, lowers, tmp_path / "copy", SECOND_STEP, use_overlay=False)

@@ -644,7 +644,8 @@ class ImageConfig:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON object in OCI field order; ``config`` always present, as Docker and BuildKit write."""
+        """The JSON object with top-level keys sorted, as BuildKit writes configs (it re-marshals them
+        through a map); nested objects keep Go struct order. ``config`` is always present."""
         out: dict[str, Any] = {}
         if self.created:
             out["created"] = self.created
@@ -664,7 +665,7 @@ class ImageConfig:
             out["history"] = [h.to_json() for h in self.history]
         for key, val in self.extra.items():
             out.setdefault(key, val)
-        return out
+        return dict(sorted(out.items()))
 
     def to_bytes(self) -> bytes:
         """Deterministic JSON bytes (what is stored and digested)."""

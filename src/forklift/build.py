@@ -10,9 +10,11 @@ never prints.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -177,10 +179,14 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
     )
     snapshots = SnapshotCache(store.root)
 
+    # Each build has its own runtime state dir, so stopping this build's containers (when a stage
+    # fails while others run) never touches another build's. Short: runc keeps sockets there.
+    state_dir = Path("/run/forklift/builds") / uuid.uuid4().hex[:12]
+
     def find_runtime() -> Runtime:
         from forklift.runtime.oci import find_runtime as find
 
-        return find(options.runtime, state_dir=store.root / "runtime-state", bundle_dir=store.root / "tmp")
+        return find(options.runtime, state_dir=state_dir, bundle_dir=store.root / "tmp")
 
     overlay_ok: list[bool] = []
     overlay_lock = threading.Lock()
@@ -225,9 +231,13 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
                 no_cache=options.no_cache or bool(names & no_cache_stages),
             )
 
+        def stop_containers() -> None:
+            _kill_containers(env.runtime.peek(), state_dir)
+
         try:
-            results = run_stages(tasks, run_one, jobs=options.jobs)
+            results = run_stages(tasks, run_one, jobs=options.jobs, on_cancel=stop_containers)
         finally:
+            shutil.rmtree(state_dir, ignore_errors=True)
             stat_cache.save()
             if env.wrote_cache:
                 store.set_roots("cache", [Digest.parse(d) for d in env.cache.layer_digests()])
@@ -259,6 +269,22 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
         summary.append("stage sizes: " + ", ".join(f"{name} {_human(size)}" for name, size in sizes.items()))
     events(BuildFinished(tuple(b.image_id for b in built), seconds, tuple(summary)))
     return BuildResult(tuple(built), seconds, sizes)
+
+
+def _kill_containers(runtime: Runtime | None, state_dir: Path) -> None:
+    """SIGKILL every container still running in this build's runtime state dir."""
+    import subprocess
+
+    binary = getattr(runtime, "binary", None)
+    if binary is None or not state_dir.is_dir():
+        return
+    for entry in state_dir.iterdir():
+        subprocess.run(
+            [str(binary), "--root", str(state_dir), "kill", entry.name, "KILL"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
 
 
 def _human(size: int) -> str:

@@ -413,3 +413,17 @@ def test_build_context_replaces_a_stage_and_an_image(ctx: Path, store: Path, tmp
     )
     assert (out / "got.txt").read_text() == "extra"
     assert (out / "bin" / "busybox").exists()
+
+
+def test_a_failure_stops_the_other_stages_and_is_the_error_reported(ctx: Path, store: Path) -> None:
+    dockerfile = (
+        "FROM busybox AS slow\nRUN sleep 60\n"
+        "FROM busybox AS bad\nRUN sleep 1 && exit 5\n"
+        "FROM busybox\nCOPY --from=slow /bin/sh /a\nCOPY --from=bad /bin/sh /b\n"
+    )
+    started = time.monotonic()
+    with pytest.raises(BuildError) as info:
+        run_build(ctx, store, dockerfile, jobs=2)
+    assert "exit code: 5" in info.value.message and info.value.location is not None
+    assert info.value.location.line == 4
+    assert time.monotonic() - started < 30  # the 60 s sleep was killed, not waited for

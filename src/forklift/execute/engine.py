@@ -95,6 +95,10 @@ class RuntimeProvider:
         self._lock = threading.Lock()
         self._runtime: Runtime | None = None
 
+    def peek(self) -> Runtime | None:
+        """The runtime if it was found already, else None (never probes)."""
+        return self._runtime
+
     def get(self) -> Runtime:
         """The runtime (probed on first call)."""
         with self._lock:
@@ -223,8 +227,17 @@ class Outcome:
 class Stepper:
     """Runs the steps of one stage through the cache, and reports them."""
 
-    def __init__(self, env: BuildEnv, stage_name: str, total: int, *, no_cache: bool) -> None:
+    def __init__(
+        self,
+        env: BuildEnv,
+        stage_name: str,
+        total: int,
+        *,
+        no_cache: bool,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.env = env
+        self.cancel = cancel
         self.stage_name = stage_name
         self.total = total
         self.no_cache = no_cache
@@ -281,6 +294,11 @@ class Stepper:
             try:
                 outcome = run(vertex) if run is not None else Outcome(None)
             except ForkliftError as err:
+                if self.cancel is not None and self.cancel.is_set():
+                    # Stopped because another stage failed first: that one is the error to show.
+                    from forklift.execute.scheduler import Cancelled
+
+                    raise Cancelled() from err
                 if visible:
                     env.events(StepFailed(vertex, time.monotonic() - started, err.render()))
                 raise

@@ -43,12 +43,20 @@ def default_jobs() -> int:
 StageRunner = Callable[[StageTask, Mapping[str, R], threading.Event], R]
 
 
-def run_stages(tasks: Sequence[StageTask], run: StageRunner[R], *, jobs: int | None = None) -> dict[str, R]:
+def run_stages(
+    tasks: Sequence[StageTask],
+    run: StageRunner[R],
+    *,
+    jobs: int | None = None,
+    on_cancel: Callable[[], None] | None = None,
+) -> dict[str, R]:
     """Run every task once its deps are done; return each task's result by name.
 
     ``run(task, done, cancel)`` gets the results of the finished stages (read-only) and the
-    cancel event it should poll between steps, raising ``Cancelled`` when set. The first error
-    (in time) is re-raised after all running stages have stopped; later ones are dropped.
+    cancel event it should poll between steps, raising ``Cancelled`` when set. ``on_cancel`` is
+    called once, right after the first failure, to stop work in progress (running containers).
+    The first error (in time) is re-raised after all running stages have stopped; later ones are
+    dropped.
     """
     by_name = {t.name: t for t in tasks}
     if len(by_name) != len(tasks):
@@ -88,6 +96,8 @@ def run_stages(tasks: Sequence[StageTask], run: StageRunner[R], *, jobs: int | N
                 elif first_error is None:
                     first_error = err
                     cancel.set()
+                    if on_cancel is not None and running:
+                        on_cancel()
     if first_error is not None:
         raise first_error
     return results

@@ -45,8 +45,15 @@ def _go_escape(text: str) -> str:
 
 
 def canonical_json(value: Any) -> bytes:
-    """``value`` as compact JSON the way Go writes it: key order as given, no spaces, UTF-8, HTML-escaped."""
-    return _go_escape(json.dumps(value, separators=(",", ":"), ensure_ascii=False)).encode()
+    """``value`` as compact JSON the way Go writes it: key order as given, no spaces, UTF-8, HTML-escaped.
+
+    A lone surrogate (possible after reading ``"\\ud800"``) becomes U+FFFD, as Go writes it.
+    """
+    text = _go_escape(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
 
 
 def _load_json(raw: bytes, what: str) -> dict[str, Any]:

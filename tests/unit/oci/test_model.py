@@ -6,6 +6,8 @@ import hashlib
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from forklift.errors import ImageError
 from forklift.oci.model import (
@@ -187,3 +189,38 @@ def test_index_select_and_children() -> None:
     assert child_descriptors(_manifest().to_bytes()) == (_manifest().config, *_manifest().layers)
     assert child_descriptors(b"\x1f\x8b binary") == ()
     assert idx.to_docker().media_type == MediaType.DOCKER_MANIFEST_LIST
+
+
+_chars = st.characters(blacklist_categories=("Cs",))  # lone surrogates: see the test below
+_text = st.text(_chars, max_size=20)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    env=st.lists(
+        st.tuples(
+            st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="="), min_size=1), _text
+        )
+    ),
+    labels=st.dictionaries(_text, _text, max_size=4),
+    cmd=st.none() | st.lists(_text, max_size=3).map(tuple),
+    created=st.none() | _text.filter(bool),
+)
+def test_config_serialisation_is_stable_for_any_text(
+    env: list[tuple[str, str]], labels: dict[str, str], cmd: tuple[str, ...] | None, created: str | None
+) -> None:
+    cfg = ImageConfig(
+        architecture="arm64",
+        os="linux",
+        created=created,
+        config=ContainerConfig(env=tuple(f"{k}={v}" for k, v in env), labels=labels, cmd=cmd),
+    )
+    raw = cfg.to_bytes()
+    assert json.loads(raw) == cfg.to_json()
+    again = ImageConfig.from_bytes(raw)
+    assert again == cfg and again.to_bytes() == raw
+
+
+def test_lone_surrogates_are_written_as_go_does() -> None:
+    cfg = ImageConfig.from_bytes(b'{"architecture":"amd64","os":"linux","config":{"Env":["A=\\ud800"]}}')
+    assert json.loads(cfg.to_bytes())["config"]["Env"] == ["A=\ufffd"]

@@ -113,7 +113,7 @@ def debug_artifact_in_final_stage(data: CheckInput) -> Iterator[Hit]:
 
 # --- CopyWholeBuilderFilesystem -----------------------------------------------------------------------
 
-_WHOLE = frozenset({"/", "/usr", "/usr/lib", "/lib", "/var", "/root", "/home", "/opt"})
+_WHOLE = frozenset({"/", "/usr", "/usr/lib", "/lib", "/var", "/root"})
 _TOOL_DIRS = re.compile(
     r"^(?:/root|/home/[^/]+)/(?:\.cargo|\.rustup|\.cache|\.m2|\.gradle|\.npm|\.yarn|\.nuget|go/pkg)(?:/.*)?$"
     r"|^/usr/local/(?:cargo|rustup|go)$|^/go/pkg(?:/.*)?$|^/usr/lib/gcc(?:/.*)?$|^/usr/include$"

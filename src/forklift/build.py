@@ -184,9 +184,7 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
     state_dir = Path("/run/forklift/builds") / uuid.uuid4().hex[:12]
 
     def find_runtime() -> Runtime:
-        from forklift.runtime.oci import find_runtime as find
-
-        return find(options.runtime, state_dir=state_dir, bundle_dir=store.root / "tmp")
+        return _probed_runtime(store.root, options.runtime, state_dir)
 
     overlay_ok: list[bool] = []
     overlay_lock = threading.Lock()
@@ -269,6 +267,45 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
         summary.append("stage sizes: " + ", ".join(f"{name} {_human(size)}" for name, size in sizes.items()))
     events(BuildFinished(tuple(b.image_id for b in built), seconds, tuple(summary)))
     return BuildResult(tuple(built), seconds, sizes)
+
+
+def _probed_runtime(root: Path, name: str | None, state_dir: Path) -> Runtime:
+    """The OCI runtime: probed once (a trial container) and remembered in ``<store>/runtime.json``
+    while the binary stays the same file, so a build does not pay the probe every time."""
+    import json
+    import os
+
+    from forklift.runtime.oci import CANDIDATES, OciRuntime
+    from forklift.runtime.oci import find_runtime as find
+
+    record = root / "runtime.json"
+    try:
+        doc = json.loads(record.read_text())
+        binary = Path(doc["binary"])
+        st = binary.stat()
+        wanted = name is None or name in (doc["name"], str(binary))
+        if wanted and [st.st_size, st.st_mtime_ns, st.st_ino] == doc["stat"] and doc["name"] in CANDIDATES:
+            return OciRuntime(
+                binary=binary,
+                name=doc["name"],
+                version=doc["version"],
+                state_dir=state_dir,
+                bundle_dir=root / "tmp",
+            )
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    runtime = find(name, state_dir=state_dir, bundle_dir=root / "tmp")
+    st = runtime.binary.stat()
+    doc = {
+        "binary": str(runtime.binary),
+        "name": runtime.name,
+        "version": runtime.version,
+        "stat": [st.st_size, st.st_mtime_ns, st.st_ino],
+    }
+    tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, record)
+    return runtime
 
 
 def _kill_containers(runtime: Runtime | None, state_dir: Path) -> None:

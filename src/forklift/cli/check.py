@@ -49,6 +49,21 @@ def render_report(report: CheckReport, fmt: str) -> str:
     return "\n".join(f.render() for f in report.findings)
 
 
+def emit_report(report: CheckReport, fmt: str = "text") -> int:
+    """Print the findings (stdout) and, for text, a summary (stderr); return the exit status.
+
+    The status is 1 when any finding is an error, else 0. ``forklift build --check`` can reuse this.
+    """
+    output = render_report(report, fmt)
+    if output:
+        click.echo(output)
+    if fmt == "text":
+        errors = sum(1 for f in report.findings if f.severity == "error")
+        warnings = len(report.findings) - errors
+        click.echo(f"{warnings} warning(s), {errors} error(s)", err=True)
+    return 1 if report.failed else 0
+
+
 @click.command("check")
 @click.option(
     "-f",
@@ -94,14 +109,8 @@ def check_command(
         dockerignore=load_dockerignore(context, path),
     )
     report = run_checks(parsed, options)
-    output = render_report(report, fmt)
-    if output:
-        click.echo(output)
-    if fmt == "text":
-        errors = sum(1 for f in report.findings if f.severity == "error")
-        warnings = len(report.findings) - errors
-        click.echo(f"{warnings} warning(s), {errors} error(s)", err=True)
-    if report.failed:
+    status = emit_report(report, fmt)
+    if status:
         # SystemExit rather than click's Exit: with standalone_mode=False click would turn Exit into
         # a return value, which ``python -m forklift.cli.main`` drops.
-        sys.exit(1)
+        sys.exit(status)

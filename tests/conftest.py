@@ -141,3 +141,11 @@ def oci_runtime(tmp_path_factory: pytest.TempPathFactory) -> OciRuntime:
     from forklift.runtime.oci import find_runtime
 
     return find_runtime(state_dir=tmp_path_factory.mktemp("runc-state"))
+
+
+@pytest.fixture(scope="session")
+def tool() -> Callable[[str], str]:
+    """``require_tool`` as a fixture. Test modules cannot rely on ``from conftest import ...``: each
+    conftest.py outside a package is imported as the module ``conftest``, so with two of them (as
+    tests/conformance has) whichever pytest imported last wins and the import fails."""
+    return require_tool

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_tool
 from forklift.oci.image import image_config, image_layers, load_image
 from forklift.oci.model import Digest, Index, Manifest
 from forklift.oci.store import Store
@@ -33,7 +32,7 @@ def forklift(root: Path, *args: str) -> str:
     return proc.stdout
 
 
-def tool(*args: str, cwd: Path | None = None) -> str:
+def run_tool(*args: str, cwd: Path | None = None) -> str:
     proc = subprocess.run(args, capture_output=True, text=True, check=False, cwd=cwd)
     assert proc.returncode == 0, f"{args}: {proc.stderr}"
     return proc.stdout
@@ -74,41 +73,45 @@ def saved(busybox_image: Callable[[Path], str], tmp_path_factory: pytest.TempPat
     return base
 
 
-def test_skopeo_reads_saved_oci_layout_and_umoci_unpacks_it(saved: Path, busybox_rootfs: Path) -> None:
-    skopeo = require_tool("skopeo")
-    umoci = require_tool("umoci")
+def test_skopeo_reads_saved_oci_layout_and_umoci_unpacks_it(
+    saved: Path, busybox_rootfs: Path, tool: Callable[[str], str]
+) -> None:
+    skopeo = tool("skopeo")
+    umoci = tool("umoci")
     img = load_image(Store(saved / "store"), "docker.io/library/busybox:latest")
-    info = json.loads(tool(skopeo, "inspect", f"oci:{saved / 'oci'}:latest"))
+    info = json.loads(run_tool(skopeo, "inspect", f"oci:{saved / 'oci'}:latest"))
     assert info["Digest"] == str(img.digest)
     assert info["Layers"] == [str(d.digest) for d in image_layers(img)]
     assert (
-        tool(skopeo, "inspect", "--raw", "--config", f"oci:{saved / 'oci'}:latest").encode()
+        run_tool(skopeo, "inspect", "--raw", "--config", f"oci:{saved / 'oci'}:latest").encode()
         == img.raw_config()
     )
-    tool(skopeo, "copy", "-q", f"oci:{saved / 'oci'}:latest", f"oci:{saved / 'copied'}:latest")
+    run_tool(skopeo, "copy", "-q", f"oci:{saved / 'oci'}:latest", f"oci:{saved / 'copied'}:latest")
     assert reachable_blobs(saved / "copied", img.digest) == reachable_blobs(saved / "oci", img.digest)
-    tool(umoci, "unpack", "--rootless", "--image", f"{saved / 'oci'}:latest", str(saved / "bundle"))
+    run_tool(umoci, "unpack", "--rootless", "--image", f"{saved / 'oci'}:latest", str(saved / "bundle"))
     assert tree(saved / "bundle" / "rootfs") == tree(busybox_rootfs)
 
 
-def test_skopeo_reads_saved_docker_archive(saved: Path, busybox_rootfs: Path) -> None:
-    skopeo = require_tool("skopeo")
-    umoci = require_tool("umoci")
+def test_skopeo_reads_saved_docker_archive(
+    saved: Path, busybox_rootfs: Path, tool: Callable[[str], str]
+) -> None:
+    skopeo = tool("skopeo")
+    umoci = tool("umoci")
     img = load_image(Store(saved / "store"), "docker.io/library/busybox:latest")
     archive = f"docker-archive:{saved / 'busybox.tar'}"
-    info = json.loads(tool(skopeo, "inspect", f"{archive}:docker.io/library/busybox:latest"))
+    info = json.loads(run_tool(skopeo, "inspect", f"{archive}:docker.io/library/busybox:latest"))
     assert info["Name"] == "docker.io/library/busybox"  # found by the RepoTags forklift wrote
     assert info["Layers"] == [str(d) for d in image_config(img).diff_ids]  # it checked the layer
-    assert tool(skopeo, "inspect", "--raw", "--config", archive).encode() == img.raw_config()
-    tool(skopeo, "copy", "-q", f"{archive}:busybox:latest", f"oci:{saved / 'from-archive'}:latest")
-    tool(umoci, "unpack", "--rootless", "--image", f"{saved / 'from-archive'}:latest", str(saved / "b2"))
+    assert run_tool(skopeo, "inspect", "--raw", "--config", archive).encode() == img.raw_config()
+    run_tool(skopeo, "copy", "-q", f"{archive}:busybox:latest", f"oci:{saved / 'from-archive'}:latest")
+    run_tool(umoci, "unpack", "--rootless", "--image", f"{saved / 'from-archive'}:latest", str(saved / "b2"))
     assert tree(saved / "b2" / "rootfs") == tree(busybox_rootfs)
 
 
 @pytest.fixture(scope="module")
-def umoci_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def umoci_layout(tmp_path_factory: pytest.TempPathFactory, tool: Callable[[str], str]) -> Path:
     """An image made entirely by umoci: init, new, insert a directory, set a config."""
-    umoci = require_tool("umoci")
+    umoci = tool("umoci")
     base = tmp_path_factory.mktemp("umoci")
     content = base / "content"
     (content / "app").mkdir(parents=True)
@@ -117,10 +120,10 @@ def umoci_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (content / "app" / "run.sh").chmod(0o755)
     (content / "app" / "link").symlink_to("hello.txt")
     layout = base / "layout"
-    tool(umoci, "init", "--layout", str(layout))
-    tool(umoci, "new", "--image", f"{layout}:v1")
-    tool(umoci, "insert", "--rootless", "--image", f"{layout}:v1", str(content / "app"), "/app")
-    tool(umoci, "config", "--image", f"{layout}:v1", "--config.cmd", "/app/run.sh", "--config.env", "A=b")
+    run_tool(umoci, "init", "--layout", str(layout))
+    run_tool(umoci, "new", "--image", f"{layout}:v1")
+    run_tool(umoci, "insert", "--rootless", "--image", f"{layout}:v1", str(content / "app"), "/app")
+    run_tool(umoci, "config", "--image", f"{layout}:v1", "--config.cmd", "/app/run.sh", "--config.env", "A=b")
     return layout
 
 
@@ -130,8 +133,10 @@ def _index_digest(layout: Path, tag: str) -> Digest:
     return desc.digest
 
 
-def test_umoci_image_round_trips_byte_identically(umoci_layout: Path, tmp_path: Path) -> None:
-    umoci = require_tool("umoci")
+def test_umoci_image_round_trips_byte_identically(
+    umoci_layout: Path, tmp_path: Path, tool: Callable[[str], str]
+) -> None:
+    umoci = tool("umoci")
     root = tmp_path / "store"
     assert forklift(root, "load", "-i", str(umoci_layout), "-t", "made-by-umoci:v1") == (
         "Loaded image: made-by-umoci:v1\n"
@@ -141,17 +146,21 @@ def test_umoci_image_round_trips_byte_identically(umoci_layout: Path, tmp_path: 
     forklift(root, "save", "-o", str(tmp_path / "out"), "--format", "oci", "made-by-umoci:v1")
     assert _index_digest(tmp_path / "out", "v1") == original
     assert reachable_blobs(tmp_path / "out", original) == reachable_blobs(umoci_layout, original)
-    tool(umoci, "unpack", "--rootless", "--image", f"{tmp_path / 'out'}:v1", str(tmp_path / "bundle"))
+    run_tool(umoci, "unpack", "--rootless", "--image", f"{tmp_path / 'out'}:v1", str(tmp_path / "bundle"))
     assert (tmp_path / "bundle" / "rootfs" / "app" / "hello.txt").read_text() == "hello from umoci\n"
     assert os.readlink(tmp_path / "bundle" / "rootfs" / "app" / "link") == "hello.txt"
     config = json.loads((tmp_path / "bundle" / "config.json").read_text())
     assert config["process"]["args"] == ["/app/run.sh"] and "A=b" in config["process"]["env"]
 
 
-def test_skopeo_docker_archive_round_trips_byte_identically(umoci_layout: Path, tmp_path: Path) -> None:
-    skopeo = require_tool("skopeo")
+def test_skopeo_docker_archive_round_trips_byte_identically(
+    umoci_layout: Path, tmp_path: Path, tool: Callable[[str], str]
+) -> None:
+    skopeo = tool("skopeo")
     archive = tmp_path / "skopeo.tar"
-    tool(skopeo, "copy", "-q", f"oci:{umoci_layout}:v1", f"docker-archive:{archive}:example.com/team/app:2")
+    run_tool(
+        skopeo, "copy", "-q", f"oci:{umoci_layout}:v1", f"docker-archive:{archive}:example.com/team/app:2"
+    )
     root = tmp_path / "store"
     assert forklift(root, "load", "-i", str(archive)) == "Loaded image: example.com/team/app:2\n"
     forklift(root, "save", "-o", str(tmp_path / "again.tar"), "example.com/team/app:2")
@@ -173,7 +182,7 @@ def test_skopeo_docker_archive_round_trips_byte_identically(umoci_layout: Path, 
     theirs, their_tags = members(archive)
     ours, our_tags = members(tmp_path / "again.tar")
     assert ours == theirs and our_tags == their_tags == ["example.com/team/app:2"]
-    config_from_skopeo = tool(
+    config_from_skopeo = run_tool(
         skopeo, "inspect", "--raw", "--config", f"docker-archive:{tmp_path / 'again.tar'}"
     )
     assert Digest.of(config_from_skopeo.encode()) in {Digest.parse(d) for d in theirs}

@@ -288,3 +288,12 @@ def test_run_attached_with_a_terminal(runtime: OciRuntime, layer: Layer) -> None
     assert status == 0
     assert b"/dev/pts/0" in data
     assert b"interactive" in data
+
+
+def test_a_command_that_cannot_run_is_126(runtime: OciRuntime, layer: Layer) -> None:
+    chunks: list[bytes] = []
+    status = runtime.run(Process(args=("/etc/passwd",)), layer.root, output=chunks.append)
+    assert status == 126
+    assert b"permission denied" in b"".join(chunks)
+    # A process that itself prints such words and fails keeps its own status.
+    assert run(runtime, layer.root, "echo 'sh: x: not found: permission denied'; exit 2")[0] == 2

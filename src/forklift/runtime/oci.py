@@ -322,17 +322,31 @@ def prepared_rootfs(rootfs: Path, mounts: tuple[Mount, ...]) -> Iterator[MountTa
         targets.remove_placeholders()
 
 
+def _runtime_errors(log: Path) -> list[str]:
+    """The error messages the runtime itself logged (JSON lines; the container's output is not here)."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    errors = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("level") in ("error", "fatal"):
+            errors.append(str(record.get("msg", "")))
+    return errors
+
+
 def _exit_status_from_log(log: Path, status: int) -> int:
     """Map a runtime's own start failure to the shell's conventions (127 not found, 126 not exec)."""
     if status == 0:
         return status
-    try:
-        text = log.read_text(errors="replace")
-    except OSError:
-        return status
-    if "unable to start container process" not in text and "executable file not found" not in text:
-        return status
-    if "executable file not found" in text or "no such file or directory" in text:
+    text = " ".join(_runtime_errors(log)).lower()
+    if not text:
+        return status  # the process ran and exited with this status
+    if "not found" in text or "no such file or directory" in text:
         return 127
     if "permission denied" in text:
         return 126

@@ -197,6 +197,11 @@ _HELPER = textwrap.dedent(
         d = s.put_bytes(b"leased by a process that dies", lease=lease)
         print("leased", flush=True)
         time.sleep(60)
+    elif mode == "put-same":
+        data = bytes(range(256)) * 8192
+        for _ in range(5):
+            d, _ = s.put_stream(io.BytesIO(data))
+            s.set_ref(sys.argv[3], d)
     elif mode == "refs":
         d = s.put_bytes(sys.argv[3].encode())
         for i in range(int(sys.argv[4])):
@@ -262,3 +267,14 @@ def test_concurrent_processes_lose_no_ref_updates(store_root: Path) -> None:
         assert p.wait(timeout=60) == 0
     refs = Store(store_root).list_refs()
     assert len(refs) == 60 and {f"p{i}:{j}" for i in range(4) for j in range(15)} == set(refs)
+
+
+def test_concurrent_puts_of_the_same_blob(store_root: Path) -> None:
+    procs = [_helper(store_root, "put-same", f"n{i}:1") for i in range(4)]
+    for p in procs:
+        assert p.wait(timeout=60) == 0
+    s = Store(store_root)
+    [digest] = list(s.list_blobs())
+    assert digest == Digest.of(bytes(range(256)) * 8192)
+    s.verify(digest)
+    assert list(s.tmp_dir.iterdir()) == [] and set(s.list_refs().values()) == {digest}

@@ -172,6 +172,15 @@ class TokenServer:
         }
         return self.sign(claims)
 
+    def granted(self, user: str) -> set[tuple[str, frozenset[str]]]:
+        """(``repository:NAME``, actions) pairs asked for by ``user``, actions as a set."""
+        out = set()
+        for scope, who in self.issued:
+            resource, _, actions = scope.rpartition(":")
+            if who == user:
+                out.add((resource, frozenset(actions.split(","))))
+        return out
+
     def start(self) -> None:
         token_server = self
 

@@ -150,6 +150,27 @@ def test_network_files_inside_but_not_in_the_layer(runtime: OciRuntime, layer: L
     assert os.stat(layer.upper / "etc").st_mtime_ns == lower_etc.st_mtime_ns
 
 
+def test_system_mounts(runtime: OciRuntime, layer: Layer) -> None:
+    status, out = run(
+        runtime, layer.root, "cat /proc/mounts; ls /dev; touch /sys/x 2>/dev/null || echo sys-ro"
+    )
+    assert status == 0
+    mounted = {line.split()[1]: line.split()[2] for line in out.splitlines() if len(line.split()) > 3}
+    for target, fstype in {
+        "/proc": "proc",
+        "/dev": "tmpfs",
+        "/dev/pts": "devpts",
+        "/dev/shm": "tmpfs",
+        "/dev/mqueue": "mqueue",
+        "/sys": "sysfs",
+    }.items():
+        assert mounted.get(target) == fstype, target
+    assert any(t.startswith("/sys/fs/cgroup/") for t in mounted)
+    for node in ("null", "zero", "full", "random", "urandom", "tty", "pts", "shm"):
+        assert node in out.split()
+    assert "sys-ro" in out
+
+
 def test_network_files_are_read_only(runtime: OciRuntime, layer: Layer) -> None:
     status, out = run(runtime, layer.root, "echo x >> /etc/hosts")
     assert status != 0

@@ -129,6 +129,13 @@ def _system_mounts() -> list[dict[str, Any]]:
             "source": "sysfs",
             "options": ["nosuid", "noexec", "nodev", "ro"],
         },
+        {
+            # The container's own cgroups, read-only (as Docker and BuildKit mount them).
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+        },
     ]
 
 

@@ -61,7 +61,15 @@ def test_mounts() -> None:
         (Mount(target="/cache", type="tmpfs"), Mount(target="/src", source="/host/src", options=("ro",))),
     )
     mounts = {m["destination"]: m for m in config["mounts"]}  # type: ignore[attr-defined]
-    assert list(mounts)[:6] == ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"]
+    assert list(mounts)[:7] == [
+        "/proc",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/mqueue",
+        "/sys",
+        "/sys/fs/cgroup",
+    ]
     assert "ro" in mounts["/sys"]["options"]
     for name in ("resolv.conf", "hosts", "hostname"):
         entry = mounts[f"/etc/{name}"]

@@ -318,3 +318,18 @@ def test_a_command_that_cannot_run_is_126(runtime: OciRuntime, layer: Layer) -> 
     assert b"permission denied" in b"".join(chunks)
     # A process that itself prints such words and fails keeps its own status.
     assert run(runtime, layer.root, "echo 'sh: x: not found: permission denied'; exit 2")[0] == 2
+
+
+def test_concurrent_runs_are_independent(runtime: OciRuntime, busybox_rootfs: Path, tmp_path: Path) -> None:
+    # Independent stages run at the same time: separate containers, outputs and upper dirs.
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(index: int) -> tuple[int, str, bool]:
+        base = tmp_path / f"s{index}"
+        with mount_overlay([busybox_rootfs], base / "upper", base / "work", base / "merged") as root:
+            status, out = run(runtime, root, f"sleep 0.2; echo {index} > /mine; echo run-{index}")
+        return status, out, (base / "upper" / "mine").read_text() == f"{index}\n"
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(one, range(3)))
+    assert results == [(0, f"run-{i}\n", True) for i in range(3)]

@@ -17,24 +17,30 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from forklift.dockerfile.ignore import DockerIgnore
 from forklift.errors import ForkliftError
-from forklift.execute.engine import (
-    BuildEnv,
-    ExecOptions,
-    NamedContext,
-    RuntimeProvider,
-    SecretSource,
-    StageResult,
+from forklift.execute.options import NamedContext, SecretSource
+from forklift.report.progress import (
+    BuildFinished,
+    Event,
+    EventSink,
+    StepCached,
+    StepDone,
+    StepStarted,
+    discard,
 )
-from forklift.execute.state import StageState
-from forklift.oci.image import Image, StoreImage
-from forklift.oci.model import Descriptor, Digest, Manifest, MediaType, Platform
-from forklift.oci.store import Lease, Store
-from forklift.report.progress import BuildFinished, EventSink, discard
-from forklift.runtime.base import Runtime
+
+# Everything else is imported where it is used: a build whose inputs did not change is answered
+# from the memo (execute.memo) without loading the planner or the engine.
+if TYPE_CHECKING:
+    from forklift.dockerfile.ignore import DockerIgnore
+    from forklift.execute.state import StageState
+    from forklift.oci.image import Image
+    from forklift.oci.store import Lease, Store
+    from forklift.runtime.base import Runtime
 
 OUTPUT_TYPES = ("oci", "docker", "local", "tar", "image")
 
@@ -103,13 +109,23 @@ class BuildOptions:
 
 @dataclass(frozen=True)
 class BuiltImage:
-    """One target's result: the image in the store, its ID (config digest) and digest (manifest)."""
+    """One target's result: its ID (config digest), digest (manifest) and tags; ``image`` reads it
+    from the store."""
 
     target: str
-    image: Image
     image_id: str
     digest: str
     tags: tuple[str, ...]
+    store_root: Path
+
+    @cached_property
+    def image(self) -> Image:
+        """The image, read from the store."""
+        from forklift.oci.image import StoreImage
+        from forklift.oci.model import Digest
+        from forklift.oci.store import Store
+
+        return StoreImage(Store(self.store_root), Digest.parse(self.digest))
 
 
 @dataclass(frozen=True)
@@ -128,14 +144,7 @@ class BuildResult:
 
 def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
     """Build the Dockerfile's targets and export them; raises ForkliftError subclasses for user errors."""
-    from forklift.dockerfile.instructions import parse_dockerfile
-    from forklift.dockerfile.syntax import parse
-    from forklift.execute.cache import BuildCache
-    from forklift.execute.context import SourceTree, StatCache
-    from forklift.execute.scheduler import StageTask, run_stages
-    from forklift.execute.snapshots import SnapshotCache
-    from forklift.execute.stage import run_stage
-    from forklift.plan.graph import PlanOptions, plan_build
+    from forklift.execute import memo
 
     started = time.monotonic()
     context = options.context.resolve()
@@ -146,6 +155,30 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
         text = dockerfile_path.read_text()
     except OSError as err:
         raise ForkliftError(f"cannot read Dockerfile {dockerfile_path}: {err.strerror}") from err
+    memo_key = _memo_key(options, context, dockerfile_path, text)
+    if memo_key is not None and not options.no_cache and not options.no_cache_filter:
+        remembered = memo.load_valid(options.root, memo_key, context)
+        if remembered is not None:
+            return _replay(options, remembered, events, started)
+    titles: list[str] = []
+
+    def recording(event: Event) -> None:
+        if isinstance(event, StepStarted):
+            titles.append(event.name)
+        events(event)
+
+    from forklift.dockerfile.instructions import parse_dockerfile
+    from forklift.dockerfile.syntax import parse
+    from forklift.execute.cache import BuildCache
+    from forklift.execute.context import SourceTree, StatCache
+    from forklift.execute.engine import BuildEnv, ExecOptions, RuntimeProvider, StageResult
+    from forklift.execute.scheduler import StageTask, run_stages
+    from forklift.execute.snapshots import SnapshotCache
+    from forklift.execute.stage import run_stage
+    from forklift.oci.model import Digest, Platform
+    from forklift.oci.store import Store
+    from forklift.plan.graph import PlanOptions, plan_build
+
     parsed = parse(text, file=str(dockerfile_path.name))
     dockerfile = parse_dockerfile(parsed)
     platform = Platform.parse(options.platform) if options.platform else Platform.host()
@@ -203,7 +236,7 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
             cache=BuildCache(store.root),
             snapshots=snapshots,
             context=SourceTree(context, ignore=ignore, stat_cache=stat_cache),
-            events=events,
+            events=recording,
             runtime=RuntimeProvider(find_runtime),
             options=exec_options,
             lease=lease,
@@ -241,6 +274,7 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
                 store.set_roots("cache", [Digest.parse(d) for d in env.cache.layer_digests()])
 
         built: list[BuiltImage] = []
+        blobs: list[str] = []
         targets = graph.targets
         for position, target in enumerate(targets):
             result = results[str(target)]
@@ -253,7 +287,8 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
             outputs = _outputs_for(options.outputs, position, len(targets))
             for out in outputs:
                 _export(store, image, state, out, tags)
-            built.append(BuiltImage(result.name, image, image_id, digest, tags))
+            built.append(BuiltImage(result.name, image_id, digest, tags, store.root))
+            blobs.extend([digest, image_id, *(str(d.digest) for d in state.layers)])
     if options.iidfile is not None and built:
         options.iidfile.write_text(built[0].image_id)
     sizes = {r.name: sum(d.size for d in r.state.layers) for r in results.values()}
@@ -265,8 +300,81 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
     ]
     if len(sizes) > 1:
         summary.append("stage sizes: " + ", ".join(f"{name} {_human(size)}" for name, size in sizes.items()))
+    if memo_key is not None and not env.downloaded:
+        memo.save(
+            store.root,
+            memo_key,
+            {
+                "titles": titles,
+                "images": [[b.target, b.image_id, b.digest, list(b.tags)] for b in built],
+                "sizes": sizes,
+                "summary": summary,
+                "blobs": blobs,
+            },
+            env.context.reads,
+        )
     events(BuildFinished(tuple(b.image_id for b in built), seconds, tuple(summary)))
     return BuildResult(tuple(built), seconds, sizes)
+
+
+def _memo_key(options: BuildOptions, context: Path, dockerfile: Path, text: str) -> str | None:
+    """The memo key of this request, or None when it cannot be memoized (directory build contexts)."""
+    from forklift.execute.memo import memo_key
+
+    if any("://" not in v for v in options.build_contexts.values()):
+        return None  # a named directory context is read outside the main context's read set
+    ignores: list[str | None] = []
+    for candidate in (dockerfile.with_name(dockerfile.name + ".dockerignore"), context / ".dockerignore"):
+        try:
+            ignores.append(candidate.read_text())
+        except OSError:
+            ignores.append(None)
+    return memo_key(
+        {
+            "context": str(context),
+            "dockerfile": str(dockerfile.resolve()),
+            "text": text,
+            "ignores": ignores,
+            "targets": list(options.targets),
+            "tags": list(options.tags),
+            "build_args": dict(options.build_args),
+            "labels": dict(options.labels),
+            "network": options.network,
+            "epoch": options.source_date_epoch,
+            "platform": options.platform,
+            "contexts": dict(options.build_contexts),
+            "secrets": sorted(s.id for s in options.secrets),
+            "ssh": sorted(options.ssh),
+        }
+    )
+
+
+def _replay(options: BuildOptions, doc: Mapping[str, Any], events: EventSink, started: float) -> BuildResult:
+    """A build whose inputs are unchanged: report every step as cached, then do the outputs."""
+    for vertex, title in enumerate(doc["titles"], start=1):
+        events(StepStarted(vertex, title))
+        events(StepCached(vertex))
+        events(StepDone(vertex, 0.0, cached=True))
+    built = tuple(
+        BuiltImage(str(target), str(image_id), str(digest), tuple(tags), options.root)
+        for target, image_id, digest, tags in doc["images"]
+    )
+    if options.outputs:
+        from forklift.execute.state import StageState
+        from forklift.oci.image import image_config, image_manifest
+        from forklift.oci.store import Store
+
+        store = Store(options.root)
+        for position, b in enumerate(built):
+            img = b.image
+            state = StageState(config=image_config(img), layers=image_manifest(img).layers)
+            for out in _outputs_for(options.outputs, position, len(built)):
+                _export(store, img, state, out, b.tags)
+    if options.iidfile is not None and built:
+        options.iidfile.write_text(built[0].image_id)
+    seconds = time.monotonic() - started
+    events(BuildFinished(tuple(b.image_id for b in built), seconds, tuple(doc["summary"])))
+    return BuildResult(built, seconds, dict(doc["sizes"]))
 
 
 def _probed_runtime(root: Path, name: str | None, state_dir: Path) -> Runtime:
@@ -402,6 +510,8 @@ def _write_image(store: Store, state: StageState, lease: Lease | None) -> tuple[
 
     A fully cached rebuild makes the same bytes: they are already stored and not written again.
     """
+    from forklift.oci.image import StoreImage
+    from forklift.oci.model import Descriptor, Digest, Manifest, MediaType
 
     def put(data: bytes) -> Digest:
         digest = Digest.of(data)
@@ -423,6 +533,8 @@ def _write_image(store: Store, state: StageState, lease: Lease | None) -> tuple[
 
 def _export(store: Store, image: Image, state: StageState, out: OutputSpec, tags: tuple[str, ...]) -> None:
     """Write one output of a target."""
+    from forklift.oci.model import Digest
+
     assert out.dest is not None or out.type == "image"
     if out.type == "image":
         if out.name:

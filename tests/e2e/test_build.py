@@ -292,7 +292,7 @@ def test_independent_stages_run_concurrently(ctx: Path, store: Path) -> None:
 
 
 def test_cache_mounts_persist_and_secrets_stay_out_of_layers(ctx: Path, store: Path, tmp_path: Path) -> None:
-    from forklift.execute.engine import SecretSource
+    from forklift.execute.options import SecretSource
 
     secret = tmp_path / "token"
     secret.write_text("s3cr3t-value")
@@ -427,3 +427,23 @@ def test_a_failure_stops_the_other_stages_and_is_the_error_reported(ctx: Path, s
     assert "exit code: 5" in info.value.message and info.value.location is not None
     assert info.value.location.line == 4
     assert time.monotonic() - started < 30  # the 60 s sleep was killed, not waited for
+
+
+def test_an_unchanged_rebuild_is_answered_from_the_memo_and_a_new_file_is_still_seen(
+    ctx: Path, store: Path, tmp_path: Path
+) -> None:
+    (ctx / "src").mkdir()
+    (ctx / "src" / "a.txt").write_text("a")
+    dockerfile = "FROM busybox\nCOPY src/*.txt /src/\nRUN ls /src > /listing\n"
+    first, _ = run_build(ctx, store, dockerfile)
+    time.sleep(0.15)  # leave the racy window so the memo is written
+    run_build(ctx, store)
+    assert list((store / "cache" / "memo").glob("*.json"))
+    again, progress = run_build(ctx, store)
+    assert again.image.image_id == first.image.image_id and missed(progress) == []
+    (ctx / "src" / "b.txt").write_text("b")  # matched by the wildcard: the directory changed
+    rootfs = tmp_path / "rootfs"
+    changed, progress = run_build(ctx, store, outputs=(OutputSpec(type="local", dest=rootfs),))
+    assert changed.image.image_id != first.image.image_id
+    assert (rootfs / "listing").read_text() == "a.txt\nb.txt\n"
+    assert "src/b.txt" in progress and "added" in progress

@@ -31,7 +31,7 @@ def _pairs(values: tuple[str, ...], flag: str, *, from_env: bool) -> dict[str, s
 
 def _secrets(values: tuple[str, ...]) -> tuple[Any, ...]:
     """``--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`` (buildx's forms)."""
-    from forklift.execute.engine import SecretSource
+    from forklift.execute.options import SecretSource
 
     out = []
     for spec in values:

@@ -229,6 +229,18 @@ class SourceTree:
         self.stat_cache = stat_cache
         self.keep_owner = keep_owner  # COPY from the context makes files root-owned; --from keeps owners
         self.label = label
+        # Every path this build looked at, with its stat signature (size, mtime, inode, ctime): a
+        # rebuild whose read set is unchanged can reuse the whole previous result (see execute.memo).
+        self.reads: dict[str, list[int]] = {}
+
+    def _seen(self, rel: str, st: os.stat_result | None = None) -> None:
+        if st is None:
+            try:
+                st = os.lstat(self.root / rel if rel else self.root)
+            except OSError:
+                self.reads[rel] = []
+                return
+        self.reads[rel] = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
     # -- lookup -------------------------------------------------------------------------------
     def _ignored(self, rel: str) -> bool:
@@ -249,6 +261,7 @@ class SourceTree:
                 done.pop()
                 continue
             cand = self.root.joinpath(*done, part)
+            self._seen("/".join([*done, part]))
             if cand.is_symlink():
                 hops += 1
                 if hops > 40:
@@ -287,6 +300,7 @@ class SourceTree:
             if clean == "":
                 return [""]
             rel = self.resolve(clean)
+            self._seen(rel)
             if self._ignored(rel) or not os.path.lexists(self.root / rel):
                 return []
             return [rel]
@@ -299,6 +313,7 @@ class SourceTree:
             if not has_wildcards(comp):
                 names = [comp.replace("\\", "")]
             else:
+                self._seen(base)
                 try:
                     names = sorted(os.listdir(self.root / base if base else self.root))
                 except OSError:
@@ -320,6 +335,7 @@ class SourceTree:
     # -- entries ------------------------------------------------------------------------------
     def _entry(self, rel_in_root: str, relpath: str, st: os.stat_result) -> SourceEntry:
         path = self.root / rel_in_root if rel_in_root else self.root
+        self._seen(rel_in_root, st)
         uid, gid = (st.st_uid, st.st_gid) if self.keep_owner else (0, 0)
         mode = stat.S_IMODE(st.st_mode)
         if stat.S_ISLNK(st.st_mode):
@@ -363,6 +379,7 @@ class SourceTree:
                 if is_dir and not self.ignore.may_skip_dir(crel):
                     # An exception pattern (!x) may re-include something below: descend anyway.
                     # _walk checks every child against the rules itself.
+                    self._seen(crel)
                     yield from self._walk(crel, cpath)
                 continue
             st = child.stat(follow_symlinks=False)

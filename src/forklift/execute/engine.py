@@ -22,6 +22,7 @@ from pathlib import Path
 from forklift.errors import BuildError, ForkliftError
 from forklift.execute.cache import BuildCache, CacheRecord, LayerRef, StepInputs, StepPosition, explain_miss
 from forklift.execute.context import SourceTree
+from forklift.execute.options import NamedContext, SecretSource
 from forklift.execute.snapshots import SnapshotCache
 from forklift.execute.state import StageState
 from forklift.oci.model import Descriptor, Digest, HistoryEntry, MediaType, Platform
@@ -31,43 +32,6 @@ from forklift.runtime.base import Runtime
 from forklift.snapshot.diff import LayerOptions, LayerSource, write_layer
 
 HISTORY_COMMENT = "buildkit.dockerfile.v0"
-
-
-@dataclass(frozen=True, kw_only=True)
-class SecretSource:
-    """A ``--secret``: its value comes from a file or an environment variable (read when used)."""
-
-    id: str
-    file: Path | None = None
-    env: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class NamedContext:
-    """A ``--build-context NAME=...``: a local directory, or an image (``docker-image://REF``,
-    ``oci-layout://PATH[:TAG]``) that replaces the stage or image of that name."""
-
-    name: str
-    directory: Path | None = None
-    image: str | None = None  # docker-image://REF
-    layout: Path | None = None  # oci-layout://PATH
-    layout_tag: str | None = None
-
-    @staticmethod
-    def parse(name: str, value: str) -> NamedContext:
-        """``DIR``, ``docker-image://REF`` or ``oci-layout://PATH[:TAG]``."""
-        if value.startswith("docker-image://"):
-            return NamedContext(name=name.lower(), image=value.removeprefix("docker-image://"))
-        if value.startswith("oci-layout://"):
-            rest = value.removeprefix("oci-layout://")
-            path, _, tag = rest.rpartition(":") if ":" in rest.rsplit("/", 1)[-1] else (rest, "", "")
-            return NamedContext(name=name.lower(), layout=Path(path), layout_tag=tag or None)
-        if "://" in value:
-            raise BuildError(
-                f"--build-context {name}={value}: unsupported source (a directory, "
-                "docker-image:// or oci-layout://)"
-            )
-        return NamedContext(name=name.lower(), directory=Path(value))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,6 +87,7 @@ class BuildEnv:
     _vertices: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _vertex_lock: threading.Lock = field(default_factory=threading.Lock)
     wrote_cache: bool = False
+    downloaded: bool = False  # an ADD <url> ran: remote content, so the build is not memoized
     pull_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_vertex(self) -> int:

@@ -376,6 +376,7 @@ def _download(
     """ADD <url>: download, verify ``--checksum``, mode 0600 as BuildKit."""
     import httpx
 
+    env.downloaded = True
     name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "index.html"
     path = scratch / "download" / name
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,77 @@
+"""The whole-build memo: a rebuild whose inputs did not change reuses the previous result at once.
+
+A cached rebuild still has to prove that nothing changed; step by step that costs parsing, planning
+and a cache lookup per step. The memo proves it in one go: it is keyed by everything the build was
+asked (Dockerfile and .dockerignore bytes, targets, build args, labels, platform, ...) and records
+what the build read: the stat signature of every context path it looked at (files, and directories
+it listed, so an added file is seen), the store's reference file, and the blobs of the result. When
+all of that is unchanged, the result is the same image, so the memo's answer is returned without
+importing the planner or the engine.
+
+Kept under ``<store root>/cache/memo/<key>.json``, written atomically; anything unreadable or stale
+simply sends the build down the normal path. Light imports only: this runs on every build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+MEMO_VERSION = 1
+_RACY_SECONDS = 0.1
+
+
+def memo_key(parts: Mapping[str, Any]) -> str:
+    """The memo key of a build request (a sha256 over its canonical JSON)."""
+    raw = json.dumps({"v": MEMO_VERSION, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _signature(path: Path) -> list[int]:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return []
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
+def _path(store_root: Path, key: str) -> Path:
+    return store_root / "cache" / "memo" / f"{key}.json"
+
+
+def load_valid(store_root: Path, key: str, context: Path) -> dict[str, Any] | None:
+    """The memo for ``key`` if everything it recorded is unchanged, else None."""
+    try:
+        doc: dict[str, Any] = json.loads(_path(store_root, key).read_text())
+        if _signature(store_root / "refs.json") != doc["refs"]:
+            return None
+        for digest in doc["blobs"]:
+            algo, _, hexpart = str(digest).partition(":")
+            if not (store_root / "blobs" / algo / hexpart).is_file():
+                return None
+        for rel, sig in doc["reads"].items():
+            if _signature(context / rel if rel else context) != sig:
+                return None
+        return doc
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def save(store_root: Path, key: str, doc: dict[str, Any], reads: Mapping[str, list[int]]) -> bool:
+    """Record a build's result; skipped (False) when a read path changed too recently to trust."""
+    now = time.time_ns()
+    for sig in reads.values():
+        if sig and now - max(sig[1], sig[3]) < _RACY_SECONDS * 1e9:
+            return False
+    full = {**doc, "refs": _signature(store_root / "refs.json"), "reads": dict(reads)}
+    path = _path(store_root, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(full, sort_keys=True))
+    os.replace(tmp, path)
+    return True

@@ -19,11 +19,13 @@ import click
 
 from forklift.errors import ImageError, did_you_mean
 from forklift.oci.archive import import_rootfs, load_bundle, write_archive
+from forklift.oci.convert import compress_layers
 from forklift.oci.image import (
     Image,
     StoreImage,
     history_with_layers,
     image_config,
+    image_digest,
     image_id,
     image_manifest,
     image_size,
@@ -323,22 +325,41 @@ def _resolves_to(store: Store, digest: Digest, img: StoreImage) -> bool:
     "when OUTPUT ends in .tar).",
 )
 @click.option("--platform", default=None, metavar="OS/ARCH[/VARIANT]", help="Platform to save from an index.")
+@click.option(
+    "--compression",
+    type=click.Choice(["keep", "gzip", "zstd"]),
+    default="keep",
+    help="Compress uncompressed layers (the compressed form is kept for next time); keep: as stored.",
+)
 @click.pass_obj
-def save_command(obj: Any, names: tuple[str, ...], output: Path, fmt: str, platform: str | None) -> None:
+def save_command(
+    obj: Any, names: tuple[str, ...], output: Path, fmt: str, platform: str | None, compression: str
+) -> None:
     """Write images to a docker-archive or an OCI image layout."""
     store = _store(obj)
     plat = Platform.parse(platform) if platform else None
-    found = [_find(store, text, platform=plat) for text in names]
+    with store.lease() as lease:
+        found: list[tuple[str | None, Image]] = []
+        for text in names:
+            name, img = _find(store, text, platform=plat)
+            if compression != "keep":
+                found.append((name, compress_layers(store, img, compression, lease=lease)))  # type: ignore[arg-type]
+            else:
+                found.append((name, img))
+        _save(found, output, fmt)
+    click.echo(f"Saved {len(found)} image(s) to {output}")
+
+
+def _save(found: list[tuple[str | None, Image]], output: Path, fmt: str) -> None:
     if fmt == "oci":
-        write_layout(output, [(name, img) for name, img in found], as_tar=output.suffix == ".tar")
+        write_layout(output, found, as_tar=output.suffix == ".tar")
     else:
         grouped: dict[Digest, tuple[list[str], Image]] = {}
         for name, img in found:
-            entry = grouped.setdefault(img.digest, ([], img))
+            entry = grouped.setdefault(image_digest(img), ([], img))
             if name is not None:
                 entry[0].append(name)
         write_archive(output, list(grouped.values()))
-    click.echo(f"Saved {len(found)} image(s) to {output}")
 
 
 @click.command("load")

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import BinaryIO
 
+from forklift.errors import ImageError
 from forklift.oci.image import Image, MemoryImage, image_config, image_manifest
 from forklift.oci.model import (
     ContainerConfig,
@@ -128,3 +129,18 @@ def with_media_types(img: Image, *, docker: bool) -> Image:
     if converted == manifest:
         return img
     return MemoryImage(converted.to_bytes(), img.raw_config(), base=img)
+
+
+def with_layers(
+    img: Image,
+    layers: tuple[Descriptor, ...],
+    *,
+    openers: Mapping[Digest, Callable[[], BinaryIO]] | None = None,
+) -> Image:
+    """``img`` with its layer descriptors replaced by other encodings of the same layers (same
+    diff_ids, e.g. compressed forms); ``openers`` open the new blobs (else ``img`` is asked)."""
+    manifest = image_manifest(img)
+    if len(layers) != len(manifest.layers):
+        raise ImageError(f"{len(layers)} layers given for an image of {len(manifest.layers)}")
+    # The config bytes are kept as they are: the image ID does not change.
+    return MemoryImage(replace(manifest, layers=layers).to_bytes(), img.raw_config(), base=img, blobs=openers)

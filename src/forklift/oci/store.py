@@ -6,6 +6,7 @@ Layout under the root directory::
     tmp/                    blobs being written (invisible until renamed into blobs/)
     refs.json               name -> digest, replaced atomically; refs.lock serialises writers
     roots/<owner>           digests another part of forklift keeps alive (the build cache)
+    compressed/<c>/<diff>   the gzip/zstd form made of an uncompressed layer (made once, reused)
     leases/<id>             digests a running build needs; locked while the build lives
     gc.lock                 puts and ref updates hold it shared; prune holds it exclusively
     cache/, snapshots/      owned by the build cache and the snapshotter
@@ -384,6 +385,30 @@ class Store:
         with self.open_blob(digest) as fh:
             while fh.read(_CHUNK):
                 pass
+
+    # ---- compressed forms of uncompressed layers ------------------------------------------------------
+
+    def record_compressed(self, diff_id: Digest, compression: str, digest: Digest, size: int) -> None:
+        """Remember that ``digest`` (stored) is ``diff_id``'s layer compressed with ``compression``."""
+        if compression not in ("gzip", "zstd"):
+            raise ImageError(f"unknown compression {compression!r}")
+        folder = self.root / "compressed" / compression
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic_write(folder / f"{diff_id.algorithm}-{diff_id.hex}", f"{digest}\n{size}\n".encode())
+
+    def find_compressed(self, diff_id: Digest, compression: str) -> tuple[Digest, int] | None:
+        """(digest, size) of a stored ``compression`` form of the layer ``diff_id``, if one was made
+        and prune has not removed it."""
+        path = self.root / "compressed" / compression / f"{diff_id.algorithm}-{diff_id.hex}"
+        try:
+            text, size_text = path.read_text().split()[:2]
+            digest = Digest.parse(text)
+            size = int(size_text)
+        except (FileNotFoundError, ValueError, ImageError):
+            return None
+        if not self.has(digest) or self.blob_size(digest) != size:
+            return None
+        return digest, size
 
     # ---- references -------------------------------------------------------------------------------
 

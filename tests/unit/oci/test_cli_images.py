@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from forklift.cli.images import human_since, human_size
 from forklift.cli.main import cli
 from forklift.errors import ImageError
-from forklift.oci.image import image_config, image_digest, image_id, load_image
+from forklift.oci.image import image_config, image_digest, image_id, image_layers, load_image
 from forklift.oci.store import Store
 
 
@@ -124,3 +124,17 @@ def test_names_win_over_id_prefixes_and_ids_untag_every_name(loaded: Path) -> No
     assert store.list_refs() == {}
     broken = run(loaded, "rmi", "nothing-here")
     assert isinstance(broken.exception, ImageError)
+
+
+def test_save_compresses_uncompressed_layers_on_request(store_root: Path, busybox_rootfs_tar: Path) -> None:
+    ok(store_root, "import", "--compression", "none", str(busybox_rootfs_tar), "raw:1")
+    out = store_root.parent / "zstd"
+    ok(store_root, "save", "--format", "oci", "--compression", "zstd", "-o", str(out), "raw:1")
+    ok(store_root, "save", "--format", "oci", "-o", str(store_root.parent / "kept"), "raw:1")
+    other = store_root.parent / "other"
+    ok(other, "load", "-i", str(out))
+    img = load_image(Store(other), "docker.io/library/raw:1")
+    kept = json.loads((store_root.parent / "kept" / "index.json").read_text())["manifests"][0]["digest"]
+    assert [d.media_type for d in image_layers(img)] == ["application/vnd.oci.image.layer.v1.tar+zstd"]
+    assert str(img.digest) != kept  # the stored image itself is unchanged
+    assert str(image_id(img)) == str(image_id(load_image(Store(store_root), "docker.io/library/raw:1")))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import functools
 import os
@@ -54,7 +53,9 @@ class OverlayError(ForkliftError):
 
 @functools.cache
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # The interpreter's own symbols include libc's mount(2) and umount2(2); unlike
+    # ctypes.util.find_library, this starts no helper process.
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _mount(source: str, target: Path, fstype: str, flags: int, data: str) -> None:

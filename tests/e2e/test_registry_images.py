@@ -62,6 +62,24 @@ def put_image(store: Store, name: str, text: str, *, size: int = 0, arch: str = 
     return manifest
 
 
+def put_uncompressed_image(store: Store, name: str, text: str) -> Manifest:
+    """A one-layer image whose layer is an uncompressed tar, as the build stores its own layers."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = (text * 1000).encode()
+        info = tarfile.TarInfo("built.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    layer = buf.getvalue()
+    config = ImageConfig(architecture="amd64", os="linux", diff_ids=(Digest.of(layer),)).to_bytes()
+    manifest = Manifest(
+        config=Descriptor(MediaType.OCI_CONFIG, store.put_bytes(config), len(config)),
+        layers=(Descriptor(MediaType.OCI_LAYER, store.put_bytes(layer), len(layer)),),
+    )
+    store.set_ref(str(parse_reference(name)), store.put_bytes(manifest.to_bytes()))
+    return manifest
+
+
 def skopeo_inspect(ref: str, *, raw: bool = False, creds: str | None = None) -> dict[str, object]:
     skopeo = require_tool("skopeo")
     args = [skopeo, "inspect", "--tls-verify=false", *(["--raw"] if raw else [])]
@@ -109,6 +127,42 @@ def test_push_mounts_blobs_from_another_repository(plain_registry: RegistryServe
     )  # fmt: skip
     assert (mounted.uploaded, mounted.mounted) == (0, 2)
     assert skopeo_inspect(f"{host}/forklift/derived:v1")["Digest"] == str(first.digest)
+
+
+@pytest.mark.parametrize(
+    ("compression", "media_type", "magic"),
+    [
+        ("gzip", MediaType.OCI_LAYER_GZIP, b"\x1f\x8b"),
+        ("zstd", MediaType.OCI_LAYER_ZSTD, b"\x28\xb5\x2f\xfd"),
+    ],
+)
+def test_push_compresses_uncompressed_layers_once(
+    plain_registry: RegistryServer, tmp_path: Path, compression: str, media_type: str, magic: bytes
+) -> None:
+    store = Store(tmp_path / "store")
+    built = put_uncompressed_image(store, "forklift-test/built:v1", f"built with {compression}\n")
+    dest = f"{plain_registry.host}/forklift/built-{compression}:v1"
+    forklift(store.root, "push", "--compression", compression, "forklift-test/built:v1", dest)
+    raw = skopeo_inspect(dest, raw=True)
+    layer = raw["layers"][0]  # type: ignore[index]
+    assert layer["mediaType"] == media_type
+    assert layer["digest"] != str(built.layers[0].digest)
+    assert layer["size"] < built.layers[0].size
+    # The compressed form is kept: it is in the store, and a second push makes no new blob.
+    compressed = Digest.parse(layer["digest"])
+    assert store.read_blob(compressed).startswith(magic)
+    blobs_before = set(store.list_blobs())
+    again = push_image(
+        store, "forklift-test/built:v1", f"{dest}-again",
+        compression="zstd" if compression == "zstd" else "gzip", options=FAST,
+    )  # fmt: skip
+    assert set(store.list_blobs()) == blobs_before
+    assert (again.uploaded, again.existing) == (0, 2)
+    # Pulled back, the layer unpacks to the same tar (its diff_id).
+    fresh = Store(tmp_path / "fresh")
+    result = pull_image(fresh, dest, options=FAST)
+    config = ImageConfig.from_bytes(fresh.read_blob(result.config_digest))
+    assert config.diff_ids == (built.layers[0].digest,)
 
 
 def umoci_layout(tmp_path: Path) -> Path:

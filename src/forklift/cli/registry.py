@@ -71,6 +71,13 @@ def pull_command(
     default=None,
     help="Media types of the pushed manifest (default: as stored).",
 )
+@click.option(
+    "--compression",
+    type=click.Choice(["gzip", "zstd", "none"]),
+    default="gzip",
+    show_default=True,
+    help="Compression for layers the store keeps uncompressed.",
+)
 @click.option("--chunk-size", type=int, default=None, metavar="BYTES", help="Upload blobs in chunks.")
 @click.option("--mount-from", multiple=True, metavar="REPO", help="A repository that may hold the blobs.")
 @_insecure
@@ -81,6 +88,7 @@ def push_command(
     name: str,
     destination: str | None,
     media_types: str | None,
+    compression: str,
     chunk_size: int | None,
     mount_from: tuple[str, ...],
     insecure: tuple[str, ...],
@@ -93,6 +101,7 @@ def push_command(
         name,
         destination,
         media_types="docker" if media_types == "docker" else "oci" if media_types == "oci" else None,
+        compression="zstd" if compression == "zstd" else "none" if compression == "none" else "gzip",
         mount_from=mount_from,
         options=_options(insecure, chunk_size),
     )

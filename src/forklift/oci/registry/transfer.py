@@ -17,11 +17,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 from forklift.errors import DigestMismatch, ImageError
+from forklift.oci.compression import Compression, compress_file
 from forklift.oci.model import (
     Descriptor,
     Digest,
@@ -35,7 +36,7 @@ from forklift.oci.registry.auth import Credentials, default_docker_config, looku
 from forklift.oci.registry.client import RegistryClient, RegistryOptions
 from forklift.oci.registry.errors import RegistryContentMismatch, RegistryProtocolError
 from forklift.oci.registry.reference import parse_reference
-from forklift.oci.store import Store
+from forklift.oci.store import Lease, Store
 
 MediaFamily = Literal["oci", "docker"]
 
@@ -166,6 +167,7 @@ def push_image(
     destination: str | None = None,
     *,
     media_types: MediaFamily | None = None,
+    compression: Compression = "gzip",
     mount_from: Sequence[str] = (),
     options: RegistryOptions | None = None,
     credentials: Credentials | None = None,
@@ -175,6 +177,9 @@ def push_image(
     """Push the stored image named ``source`` to ``destination`` (default: ``source`` itself).
 
     ``media_types`` converts the manifest to the OCI or Docker family (None keeps it as stored).
+    ``compression`` (gzip, zstd or none) is applied to layers the store keeps uncompressed (the
+    build's own layers); the compressed form is stored and remembered, so it is made only once.
+    Layers already compressed go up as they are.
     ``mount_from`` names repositories on the destination registry that may hold the blobs already
     (e.g. the base image's); the registry mounts them instead of receiving an upload.
     Returns the digest of the manifest (or index) the tag now points at.
@@ -197,7 +202,7 @@ def push_image(
 
     mounts = [parse_reference(m) for m in mount_from]
     sources = [m.path for m in mounts if m.domain == dest.domain and m.path != dest.path]
-    with RegistryClient(dest.domain, credentials=creds, options=options) as client:
+    with RegistryClient(dest.domain, credentials=creds, options=options) as client, store.lease() as lease:
 
         def push_blob(desc: Descriptor) -> None:
             if client.blob_exists(dest.path, desc.digest):
@@ -226,8 +231,11 @@ def push_image(
                 if converted == parsed:
                     out = raw
             else:
-                _run_concurrently(push_blob, _unique([parsed.config, *parsed.layers]), options.max_workers)
-                converted_manifest = _convert(parsed, media_types)
+                compressed = _compress_layers(store, parsed, compression, options.max_workers, lease)
+                _run_concurrently(
+                    push_blob, _unique([compressed.config, *compressed.layers]), options.max_workers
+                )
+                converted_manifest = _convert(compressed, media_types)
                 out, media_type = converted_manifest.to_bytes(), converted_manifest.media_type
                 if converted_manifest == parsed:
                     out = raw  # keep the stored bytes (and so the digest) exactly
@@ -236,6 +244,61 @@ def push_image(
 
         digest, _, _ = push_manifest(top, dest.tag or "latest")
     return PushResult(name=str(dest), digest=digest, **counts)
+
+
+def _compress_layers(
+    store: Store, manifest: Manifest, compression: Compression, workers: int, lease: Lease
+) -> Manifest:
+    """``manifest`` with its uncompressed layers replaced by their ``compression`` form (made once)."""
+    if compression == "none":
+        return manifest
+    layers = list(manifest.layers)
+    todo = [
+        d
+        for d in layers
+        if MediaType.is_layer(d.media_type) and MediaType.compression(d.media_type) == "none"
+    ]
+    if not todo:
+        return manifest
+    done: dict[Digest, Descriptor] = {}
+    done_lock = threading.Lock()
+
+    def compress(desc: Descriptor) -> None:
+        compressed = _compressed_layer(store, desc, compression, docker=manifest.is_docker, lease=lease)
+        with done_lock:
+            done[desc.digest] = compressed
+
+    _run_concurrently(compress, _unique(todo), workers)
+    return replace(manifest, layers=tuple(done.get(d.digest, d) for d in layers))
+
+
+def _compressed_layer(
+    store: Store, desc: Descriptor, compression: Compression, *, docker: bool, lease: Lease
+) -> Descriptor:
+    """The descriptor of ``desc``'s layer compressed with ``compression``, from a remembered earlier
+    compression when its blob is still stored, else compressed now into the store and remembered.
+
+    Memo files live in ``<store>/registry/compressed/<algorithm>-<hex>.<compression>`` and hold the
+    compressed digest; a memo whose blob was pruned is simply redone.
+    """
+    memo_dir = store.root / "registry" / "compressed"
+    memo = memo_dir / f"{desc.digest.algorithm}-{desc.digest.hex}.{compression}"
+    media_type = MediaType.layer(compression, docker=docker)
+    try:
+        known = Digest.parse(memo.read_text().strip())
+        if store.has(known):
+            lease.add(known)
+            return replace(desc, media_type=media_type, digest=known, size=store.blob_size(known))
+    except (FileNotFoundError, ImageError):
+        pass
+    with store.open_blob(desc.digest, size=desc.size) as src, store.writer() as writer:
+        result = compress_file(src, writer, compression)
+        digest, size = writer.commit(Digest.parse(result.digest), lease=lease)
+    memo_dir.mkdir(parents=True, exist_ok=True)
+    tmp = memo.with_name(f".{memo.name}.{threading.get_ident()}.tmp")
+    tmp.write_text(f"{digest}\n")
+    tmp.replace(memo)  # atomic: a concurrent reader sees the old memo or the new one
+    return replace(desc, media_type=media_type, digest=digest, size=size)
 
 
 def _open_for_upload(store: Store, desc: Descriptor) -> BinaryIO:
@@ -258,8 +321,6 @@ def _convert(manifest: Manifest, family: MediaFamily | None) -> Manifest:
 def _convert_index(
     index: Index, children: list[tuple[Digest, str, bytes]], family: MediaFamily | None
 ) -> Index:
-    from dataclasses import replace
-
     manifests = tuple(
         replace(desc, digest=digest, media_type=media_type, size=len(raw))
         for desc, (digest, media_type, raw) in zip(index.manifests, children, strict=True)

@@ -59,3 +59,22 @@ def test_checks_never_crash_and_point_at_real_lines(text: str, targets: tuple[st
     assert len(set(keys)) == len(keys)
     for finding in report.findings:
         assert 1 <= finding.line <= len(parsed.source_lines), finding.render()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=dockerfiles())
+def test_error_true_changes_only_severity_and_skip_all_silences(text: str) -> None:
+    try:
+        parsed = parse(text, file="Dockerfile")
+        plain = run_checks(parsed, CheckOptions(build_args={"BUILDKIT_DOCKERFILE_CHECK": ""}))
+    except ForkliftError:
+        return
+    strict = run_checks(parsed, CheckOptions(build_args={"BUILDKIT_DOCKERFILE_CHECK": "error=true"}))
+    silent = run_checks(parsed, CheckOptions(build_args={"BUILDKIT_DOCKERFILE_CHECK": "skip=all"}))
+    assert [(f.rule, f.line, f.message) for f in strict.findings] == [
+        (f.rule, f.line, f.message) for f in plain.findings
+    ]
+    assert all(f.severity == "error" for f in strict.findings)
+    assert strict.failed == bool(plain.findings)
+    assert all(f.severity == "warning" for f in plain.findings)
+    assert silent.findings == ()

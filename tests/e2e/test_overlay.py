@@ -231,3 +231,12 @@ def test_fallback_keeps_unchanged_files_out_of_upper(busybox_rootfs: Path, tmp_p
         (root / "tmp" / "x").write_text("x")
     assert sorted(str(p.relative_to(upper)) for p in upper.rglob("*")) == ["tmp", "tmp/x"]
     assert os.stat(upper / "tmp").st_mode == os.stat(busybox_rootfs / "tmp").st_mode
+
+
+def test_lower_paths_with_colons_and_commas(tmp_path: Path) -> None:
+    lower = tmp_path / "odd:name,with\\chars"
+    lower.mkdir()
+    (lower / "f").write_text("odd")
+    assert "lowerdir=" + str(tmp_path) + "/odd\\:name\\,with\\\\chars" in overlay_options([lower], None, None)
+    with mount_overlay([lower], tmp_path / "u", tmp_path / "w", tmp_path / "m") as root:
+        assert (root / "f").read_text() == "odd"

@@ -447,3 +447,30 @@ def test_an_unchanged_rebuild_is_answered_from_the_memo_and_a_new_file_is_still_
     assert changed.image.image_id != first.image.image_id
     assert (rootfs / "listing").read_text() == "a.txt\nb.txt\n"
     assert "src/b.txt" in progress and "added" in progress
+
+
+def test_stage_semantics_targets_and_no_cache_filter(ctx: Path, store: Path, tmp_path: Path) -> None:
+    dockerfile = (
+        "ARG GLOBAL=g\n"
+        "FROM busybox AS Base\nENV FROM_BASE=1\nWORKDIR /work\nARG GLOBAL\n"
+        'RUN echo "[$GLOBAL]" > /global-redeclared\n'
+        "FROM base AS child\nARG GLOBAL_UNSEEN\n"
+        'RUN echo "[$FROM_BASE][$(pwd)][$GLOBAL_UNSEEN]" > /inherited\n'
+        'FROM busybox AS other\nRUN echo "[$GLOBAL]" > /global-not-redeclared\n'
+    )
+    out_child, out_other = tmp_path / "child", tmp_path / "other"
+    result, _ = run_build(
+        ctx,
+        store,
+        dockerfile,
+        targets=("CHILD", "other"),
+        tags=("t:child", "t:other"),
+        outputs=(OutputSpec(type="local", dest=out_child), OutputSpec(type="local", dest=out_other)),
+    )
+    assert [b.target for b in result.images] == ["child", "other"]
+    assert [b.tags for b in result.images] == [("t:child",), ("t:other",)]
+    assert (out_child / "global-redeclared").read_text() == "[g]\n"
+    assert (out_child / "inherited").read_text() == "[1][/work][]\n"
+    assert (out_other / "global-not-redeclared").read_text() == "[]\n"
+    _, progress = run_build(ctx, store, targets=("child",), no_cache_filter=("child",))
+    assert [m.split(" ", 1)[0] for m in missed(progress)] == ["[child"]  # base stayed cached

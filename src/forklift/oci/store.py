@@ -512,6 +512,13 @@ class Store:
                     path.unlink()
                     removed += 1
                     freed += size
+            for path in (self.root / "compressed").glob("*/*"):
+                # A record of a compressed form that was just removed (or never completed) goes too.
+                with contextlib.suppress(OSError, ValueError, IndexError, ImageError):
+                    if not path.name.startswith(".") and not self.has(
+                        Digest.parse(path.read_text().split()[0])
+                    ):
+                        path.unlink()
             for path in self.tmp_dir.iterdir():
                 if _locked_by_someone(path) is False:
                     with contextlib.suppress(FileNotFoundError):

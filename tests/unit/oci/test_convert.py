@@ -64,3 +64,15 @@ def test_wrong_diff_id_is_refused(store_root: Path) -> None:
     d = store.put_stream(io.BytesIO(b"not the layer you think"))[0]
     with pytest.raises(ImageError, match="diff_id"):
         compressed_layer(store, Descriptor(MediaType.OCI_LAYER, d, 23), Digest.of(b"x"), "gzip")
+
+
+def test_prune_drops_compressed_forms_and_their_records(store_root: Path) -> None:
+    store = Store(store_root)
+    _uncompressed_image(store)
+    img = load_image(store, "docker.io/library/plain:1")
+    [layer] = image_layers(compress_layers(store, img))
+    diff_id = image_config(img).diff_ids[0]
+    assert store.find_compressed(diff_id, "gzip") is not None
+    store.prune()  # nothing names the compressed image: its layer goes, and the record with it
+    assert not store.has(layer.digest) and store.find_compressed(diff_id, "gzip") is None
+    assert list((store_root / "compressed" / "gzip").iterdir()) == []

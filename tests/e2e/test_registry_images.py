@@ -229,6 +229,24 @@ def test_pull_chooses_the_platform_from_an_index(plain_registry: RegistryServer,
     result = pull_image(store, dest, platform=Platform.parse("linux/arm64"), options=FAST)
     assert result.manifest_digest == Digest.of(arm64.to_bytes())
     assert store.has(arm64.layers[0].digest)
+    # By digest (the index's), and by tag plus digest: the digest wins, the name keeps both.
+    by_digest = f"{plain_registry.host}/forklift/multi@{pushed.digest}"
+    result = pull_image(Store(tmp_path / "d"), by_digest, options=FAST)
+    assert (result.index_digest, result.manifest_digest) == (pushed.digest, Digest.of(amd64.to_bytes()))
+    assert result.name == by_digest
+    pinned = pull_image(Store(tmp_path / "td"), f"{plain_registry.host}/forklift/multi:gone@{pushed.digest}")
+    assert pinned.manifest_digest == Digest.of(amd64.to_bytes())
+
+
+def test_cli_pull_of_a_missing_image_is_a_clear_error(
+    plain_registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--root", str(tmp_path / "store"), "pull", f"{plain_registry.host}/forklift/absent:v1"])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: manifest forklift/absent:v1") and "not found" in err
+    assert "Traceback" not in err
 
 
 def test_login_push_pull_logout_with_basic_auth(
@@ -270,9 +288,12 @@ def test_push_and_pull_through_the_bearer_token_flow(
     # The registry names the actions in either order (pull,push or push,pull).
     assert ("repository:forklift/tokened", frozenset({"pull", "push"})) in token_registry.tokens.granted(USER)
     fresh = Store(tmp_path / "fresh")
+    before = len(token_registry.tokens.issued)
     result = pull_image(fresh, dest, options=FAST)
     assert result.manifest_digest == pushed.digest
     fresh.verify(manifest.layers[0].digest)
+    # One token for the pull: the manifest's challenge; the blob downloads reuse it.
+    assert len(token_registry.tokens.issued) == before + 1
 
 
 def test_pull_survives_a_dropped_connection(

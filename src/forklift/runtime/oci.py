@@ -3,11 +3,13 @@
 forklift writes the bundle's ``config.json`` itself (OCI runtime spec 1.0): mount, pid, ipc and
 uts namespaces (plus a network namespace with only loopback for ``network="none"``); /proc, a
 tmpfs /dev (the runtime creates null, zero, full, random, urandom, tty, ptmx), /dev/pts, /dev/shm,
-/dev/mqueue, a read-only /sys; read-only binds of /etc/resolv.conf, /etc/hosts and /etc/hostname
-from files written into the bundle; Docker's default capabilities, masked and read-only paths;
-RLIMIT_NOFILE at the current hard limit and no other rlimit (raising one needs CAP_SYS_RESOURCE).
-No cgroup setup is needed: the container goes into a relative ``forklift/<id>`` cgroup, under the
-caller's own cgroups.
+/dev/mqueue, a read-only /sys and /sys/fs/cgroup; read-only binds of /etc/resolv.conf,
+/etc/hosts and /etc/hostname from files written into the bundle (copies of the host's, plus the
+container's hostname and ``extra_hosts``); Docker's default capabilities (held by root only, as
+BuildKit does), masked and read-only paths; no seccomp profile; RLIMIT_NOFILE at the current hard
+limit and no other rlimit (raising one needs CAP_SYS_RESOURCE). No cgroup setup is needed: the
+container goes into a relative ``forklift/<id>`` cgroup, under the caller's own cgroups. PATH and
+HOME get BuildKit's defaults when the process does not set them.
 
 The rootfs contract (what a RUN step's layer may contain afterwards):
 

@@ -106,10 +106,12 @@ class CliContext:
         self.root = root
 
 
-def main(argv: list[str] | None = None) -> Any:
+def main(argv: list[str] | None = None) -> int:
     """Console entry point: user errors become a message and exit status 1, never a traceback."""
     try:
-        return cli.main(args=argv, prog_name="forklift", standalone_mode=False)
+        # standalone_mode=False returns the code of ctx.exit(n); a command's return value is not a code.
+        result: Any = cli.main(args=argv, prog_name="forklift", standalone_mode=False)
+        return result if isinstance(result, int) else 0
     except ForkliftError as err:
         click.echo(err.render(), err=True)
         sys.exit(1)
@@ -129,4 +131,4 @@ def main(argv: list[str] | None = None) -> Any:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

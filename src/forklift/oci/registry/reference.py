@@ -16,7 +16,7 @@ from forklift.oci.model import Digest
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
-_HUB_ALIASES = ("index.docker.io", "registry-1.docker.io")
+_HUB_ALIASES = ("index.docker.io",)  # as Docker: registry-1.docker.io stays a name of its own
 _OFFICIAL = "library/"
 
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"

@@ -27,7 +27,7 @@ import os
 import re
 import tarfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -86,7 +86,7 @@ class LayerSize:
     digest: str
     media_type: str
     stored: int  # bytes as stored in the store (the descriptor's size)
-    uncompressed: int | None  # None only when not measured and the layer is stored compressed
+    uncompressed: int
     compressed: int | None  # None only when not measured and the layer is stored uncompressed
     compressed_estimated: bool = False
     created_by: str = ""
@@ -98,8 +98,8 @@ class LayerSize:
 
     @property
     def size(self) -> int:
-        """The uncompressed size when known, else the stored size (what ranking and budgets use)."""
-        return self.uncompressed if self.uncompressed is not None else self.stored
+        """The uncompressed size (what ranking and budgets use)."""
+        return self.uncompressed
 
     @property
     def step(self) -> str:
@@ -438,8 +438,9 @@ def analyze_image(
 
     With ``measure`` every layer is read (once: the result is cached by layer digest) for its largest
     files and its missing size (uncompressed, or compressed: a gzip estimate for a layer stored
-    uncompressed). Without it only what the manifest and the cache say is used: cheap, and enough
-    for ``check_max_size`` on an image forklift built (its layers are stored uncompressed).
+    uncompressed). Without it a layer stored uncompressed (every layer forklift makes) is not read
+    and its compressed size stays unknown unless cached; a compressed layer (a pulled base) is still
+    measured once for its uncompressed size. That is cheap, and enough for ``check_max_size``.
     """
     layers: list[LayerSize] = []
     empty_steps = 0
@@ -448,17 +449,17 @@ def analyze_image(
             empty_steps += 1
             continue
         plain = MediaType.is_layer(desc.media_type) and MediaType.compression(desc.media_type) == "none"
-        stats = (
-            measure_layer(store, desc, top=top) if measure else cached_layer_stats(store.root, desc.digest)
-        )
+        stats = cached_layer_stats(store.root, desc.digest) if plain and not measure else None
+        if stats is None and (measure or not plain):
+            stats = measure_layer(store, desc, top=top)
         layers.append(
             LayerSize(
                 index=len(layers) + 1,
                 digest=str(desc.digest),
                 media_type=desc.media_type,
                 stored=desc.size,
-                uncompressed=stats.uncompressed if stats else (desc.size if plain else None),
-                compressed=stats.compressed if stats else (None if plain else desc.size),
+                uncompressed=stats.uncompressed if stats else desc.size,
+                compressed=stats.compressed if stats else None,
                 compressed_estimated=bool(stats and stats.compressed_estimated),
                 created_by=entry.created_by or "",
                 created=entry.created,
@@ -552,6 +553,33 @@ def stage_weight(
         compressed_bytes=compressed,
         layer_digests=tuple(str(d.digest) for d in layers),
         layer_sizes=tuple(sizes),
+    )
+
+
+def make_build_record(
+    store: Store,
+    *,
+    image_digest: str,
+    image_id: str,
+    final_index: int,
+    built: Iterable[tuple[int, str, Sequence[Descriptor]]],
+    skipped: Iterable[tuple[int, str]] = (),
+) -> BuildRecord:
+    """The record of one built image: ``built`` holds ``(stage index, stage name, layer descriptors)``
+    of every stage the image needed (its own stage, ``final_index``, included); ``skipped`` the
+    ``(index, name)`` of stages the plan did not build. Stages come out in index order."""
+    stages = [
+        stage_weight(store, index=index, name=name, layers=layers, final=index == final_index)
+        for index, name, layers in built
+    ]
+    stages += [StageWeight(index=index, name=name, built=False) for index, name in skipped]
+    stages.sort(key=lambda s: s.index)
+    final = next((s for s in stages if s.final), None)
+    return BuildRecord(
+        image_digest=image_digest,
+        image_id=image_id,
+        target=final.name if final is not None else "",
+        stages=tuple(stages),
     )
 
 

@@ -25,6 +25,7 @@ from forklift.report.size import (
     check_max_size,
     describe_step,
     human_bytes,
+    make_build_record,
     measure_layer,
     parse_size,
     read_build_record,
@@ -201,7 +202,7 @@ def test_layers_with_their_steps_and_sizes(store: Store, app: Image) -> None:
     assert binary.uncompressed == descs[1].size
     assert binary.compressed is not None and binary.compressed_estimated
     assert binary.compressed < binary.uncompressed // 10
-    assert size.uncompressed == sum(layer.uncompressed or 0 for layer in size.layers)
+    assert size.uncompressed == sum(layer.uncompressed for layer in size.layers)
     assert size.compressed == size.config_bytes + sum(layer.compressed or 0 for layer in size.layers)
     assert size.compressed_estimated
 
@@ -244,14 +245,21 @@ def test_a_damaged_cache_entry_is_measured_again(store: Store, app: Image) -> No
     assert json.loads(cache.read_text())["uncompressed"] == first.uncompressed
 
 
-def test_without_measuring_only_the_manifest_is_used(store: Store, app: Image) -> None:
+def test_without_measuring_built_layers_are_not_read(store: Store, app: Image) -> None:
     size = analyze_image(store, app, measure=False)
     descs = image_layers(app)
-    assert size.layers[0].uncompressed is None and size.layers[0].compressed == descs[0].size
+    # the gzip base is measured once (its uncompressed size is not in the manifest) ...
+    assert size.layers[0].compressed == descs[0].size
+    assert size.layers[0].uncompressed == measure_layer(store, descs[0]).uncompressed
+    # ... layers stored uncompressed are not read: no compressed size, no files
     assert size.layers[1].uncompressed == descs[1].size and size.layers[1].compressed is None
     assert size.compressed is None
     assert size.layers[1].largest == ()
-    assert not (store.root / "buildinfo" / "layers").exists()
+    cached = {p.name for p in (store.root / "buildinfo" / "layers").iterdir()}
+    assert cached == {f"sha256-{descs[0].digest.hex}.json"}
+    # once measured, the cache serves the cheap path too
+    analyze_image(store, app)
+    assert analyze_image(store, app, measure=False).layers[1].compressed is not None
 
 
 def test_a_corrupt_layer_is_an_image_error(store: Store) -> None:
@@ -468,3 +476,19 @@ def test_max_size_over_budget_names_the_largest_layers(store: Store, app: Image)
 def test_max_size_with_a_bad_limit_is_a_user_error(store: Store, app: Image) -> None:
     with pytest.raises(ForkliftError, match="invalid size"):
         check_max_size(analyze_image(store, app, measure=False), "lots")
+
+
+def test_make_build_record(store: Store) -> None:
+    builder, final = builder_and_final(store)
+    digest = str(load_image(store, NAME).digest)
+    record = make_build_record(
+        store,
+        image_digest=digest,
+        image_id="sha256:" + "1" * 64,
+        final_index=2,
+        built=[(2, "final", image_layers(final)), (0, "builder", image_layers(builder))],
+        skipped=[(1, "unused")],
+    )
+    assert record == record_for(store, builder, final, digest)
+    assert record.target == "final"
+    assert [s.index for s in record.stages] == [0, 1, 2]

@@ -186,3 +186,14 @@ def test_skopeo_docker_archive_round_trips_byte_identically(
         skopeo, "inspect", "--raw", "--config", f"docker-archive:{tmp_path / 'again.tar'}"
     )
     assert Digest.of(config_from_skopeo.encode()) in {Digest.parse(d) for d in theirs}
+
+
+def test_skopeo_oci_archive_loads_with_its_name(
+    umoci_layout: Path, tmp_path: Path, tool: Callable[[str], str]
+) -> None:
+    skopeo = tool("skopeo")
+    archive = tmp_path / "oci-archive.tar"
+    run_tool(skopeo, "copy", "-q", f"oci:{umoci_layout}:v1", f"oci-archive:{archive}:team/app:3")
+    root = tmp_path / "store"
+    assert forklift(root, "load", "-i", str(archive)) == "Loaded image: team/app:3\n"
+    assert Store(root).get_ref("docker.io/team/app:3") == _index_digest(umoci_layout, "v1")

@@ -333,3 +333,18 @@ def test_concurrent_runs_are_independent(runtime: OciRuntime, busybox_rootfs: Pa
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = list(pool.map(one, range(3)))
     assert results == [(0, f"run-{i}\n", True) for i in range(3)]
+
+
+def test_privileged_process_holds_the_callers_capabilities(runtime: OciRuntime, layer: Layer) -> None:
+    status, out = run(
+        runtime,
+        layer.root,
+        "grep CapEff /proc/self/status; mount -o remount,rw /sys && echo sys-rw",
+        privileged=True,
+    )
+    assert status == 0, out
+    own = next(
+        line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("CapEff:")
+    )
+    assert out.splitlines()[0].split()[1] == own.split()[1]
+    assert out.splitlines()[1] == "sys-rw"

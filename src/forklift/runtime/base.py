@@ -34,6 +34,9 @@ class Process:
     terminal: bool = False
     hostname: str = "forklift"
     extra_hosts: Mapping[str, str] = field(default_factory=dict)
+    # ``RUN --security=insecure``: every capability this process holds, no masked or read-only
+    # paths, writable /sys, all devices allowed (a privileged container).
+    privileged: bool = False
 
 
 OutputSink = Callable[[bytes], None]

@@ -97,8 +97,71 @@ NETWORK_FILES: tuple[str, ...] = ("/etc/resolv.conf", "/etc/hosts", "/etc/hostna
 CANDIDATES: tuple[str, ...] = ("runc", "crun")
 
 
-def _system_mounts() -> list[dict[str, Any]]:
+# Capability numbers (linux/capability.h) to the names the OCI spec uses.
+CAPABILITY_NAMES: tuple[str, ...] = tuple(
+    "CAP_" + name
+    for name in [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+    ]
+)
+
+
+def held_capabilities(status_text: str) -> tuple[str, ...]:
+    """The names of the effective capabilities in a /proc/<pid>/status text (known ones only).
+
+    A privileged container gets these, not every capability there is: asking the runtime for
+    one the caller lacks (CAP_SYS_RESOURCE on these machines) makes the container fail to start.
+    """
+    for line in status_text.splitlines():
+        if line.startswith("CapEff:"):
+            mask = int(line.split()[1], 16)
+            return tuple(name for bit, name in enumerate(CAPABILITY_NAMES) if mask >> bit & 1)
+    return DEFAULT_CAPABILITIES
+
+
+def _system_mounts(*, privileged: bool = False) -> list[dict[str, Any]]:
     """The mounts every container gets, before forklift's files and the caller's mounts."""
+    sys_mode = "rw" if privileged else "ro"
     return [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {
@@ -129,14 +192,14 @@ def _system_mounts() -> list[dict[str, Any]]:
             "destination": "/sys",
             "type": "sysfs",
             "source": "sysfs",
-            "options": ["nosuid", "noexec", "nodev", "ro"],
+            "options": ["nosuid", "noexec", "nodev", sys_mode],
         },
         {
             # The container's own cgroups, read-only (as Docker and BuildKit mount them).
             "destination": "/sys/fs/cgroup",
             "type": "cgroup",
             "source": "cgroup",
-            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+            "options": ["nosuid", "noexec", "nodev", "relatime", sys_mode],
         },
     ]
 
@@ -157,13 +220,14 @@ def build_config(
     bundle: Path,
     nofile: int,
     home: str | None = None,
+    privileged_caps: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The OCI runtime ``config.json`` document for one run (pure: no I/O).
 
     ``bundle`` holds the resolv.conf/hosts/hostname files; ``nofile`` is the RLIMIT_NOFILE to set
     (soft = hard), which must not exceed the caller's hard limit. PATH (the usual default) and
     HOME (``home``) are added to the environment when the process does not set them, as
-    BuildKit does.
+    BuildKit does. A privileged process gets ``privileged_caps`` (see ``held_capabilities``).
     """
     env = [f"{k}={v}" for k, v in process.env]
     names = {k for k, _ in process.env}
@@ -171,7 +235,7 @@ def build_config(
         env.insert(0, f"PATH={DEFAULT_PATH}")
     if home is not None and "HOME" not in names:
         env.append(f"HOME={home}")
-    caps = list(DEFAULT_CAPABILITIES)
+    caps = list(privileged_caps or DEFAULT_CAPABILITIES) if process.privileged else list(DEFAULT_CAPABILITIES)
     # A non-root user keeps the bounding set only (as Docker does since 20.10): it can regain
     # capabilities through setuid binaries (sudo), but does not hold them by default.
     effective = caps if process.uid == 0 else []
@@ -181,7 +245,7 @@ def build_config(
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if process.network == "none":
         namespaces.append({"type": "network"})
-    config_mounts = _system_mounts()
+    config_mounts = _system_mounts(privileged=process.privileged)
     for path in NETWORK_FILES:
         config_mounts.append(
             {
@@ -209,9 +273,9 @@ def build_config(
         "mounts": config_mounts,
         "linux": {
             "namespaces": namespaces,
-            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "maskedPaths": list(MASKED_PATHS),
-            "readonlyPaths": list(READONLY_PATHS),
+            "resources": {"devices": [{"allow": process.privileged, "access": "rwm"}]},
+            "maskedPaths": [] if process.privileged else list(MASKED_PATHS),
+            "readonlyPaths": [] if process.privileged else list(READONLY_PATHS),
         },
     }
 
@@ -455,7 +519,18 @@ class OciRuntime:
             if nofile == resource.RLIM_INFINITY:
                 nofile = 1 << 20
             home = None if any(k == "HOME" for k, _ in process.env) else user_home(rootfs, process.uid)
-            config = build_config(process, rootfs, mounts, bundle=bundle, nofile=nofile, home=home)
+            privileged_caps = (
+                held_capabilities(Path("/proc/self/status").read_text()) if process.privileged else ()
+            )
+            config = build_config(
+                process,
+                rootfs,
+                mounts,
+                bundle=bundle,
+                nofile=nofile,
+                home=home,
+                privileged_caps=privileged_caps,
+            )
             config["linux"]["cgroupsPath"] = f"forklift/{container_id}"
             (bundle / "config.json").write_text(json.dumps(config))
             with prepared_rootfs(rootfs, mounts):

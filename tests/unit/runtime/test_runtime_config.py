@@ -10,9 +10,11 @@ import pytest
 from forklift.errors import ForkliftError
 from forklift.runtime.base import Mount, Process
 from forklift.runtime.oci import (
+    CAPABILITY_NAMES,
     DEFAULT_CAPABILITIES,
     MountTargets,
     build_config,
+    held_capabilities,
     prepared_rootfs,
     write_network_files,
 )
@@ -143,3 +145,29 @@ def test_mount_target_under_a_file_is_a_clear_error(tmp_path: Path) -> None:
     ):
         pass
     assert sorted(p.name for p in (tmp_path / "etc").iterdir()) == []  # placeholders undone
+
+
+def test_held_capabilities_decodes_capeff() -> None:
+    # This machine's root: everything up to CAP_CHECKPOINT_RESTORE except CAP_SYS_RESOURCE (24).
+    mask = ((1 << 41) - 1) & ~(1 << 24)
+    caps = held_capabilities(f"Name:\tx\nCapEff:\t{mask:016x}\n")
+    assert len(caps) == 40 and "CAP_SYS_RESOURCE" not in caps and "CAP_SYS_ADMIN" in caps
+    assert held_capabilities("CapEff:\t00000000a80425fb\n") == tuple(
+        sorted(DEFAULT_CAPABILITIES, key=CAPABILITY_NAMES.index)
+    )
+
+
+def test_privileged_config() -> None:
+    config = build_config(
+        Process(args=("x",), privileged=True),
+        Path("/r"),
+        (),
+        bundle=Path("/b"),
+        nofile=10,
+        privileged_caps=("CAP_SYS_ADMIN", "CAP_NET_ADMIN"),
+    )
+    assert config["process"]["capabilities"]["effective"] == ["CAP_SYS_ADMIN", "CAP_NET_ADMIN"]
+    assert config["linux"]["maskedPaths"] == [] and config["linux"]["readonlyPaths"] == []
+    assert config["linux"]["resources"]["devices"] == [{"allow": True, "access": "rwm"}]
+    sys_mount = next(m for m in config["mounts"] if m["destination"] == "/sys")
+    assert "rw" in sys_mount["options"]

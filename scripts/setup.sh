@@ -10,7 +10,7 @@ mode=${1:-test}
 pkgs=(runc busybox-static ca-certificates)
 case "$mode" in
   test) pkgs+=(skopeo umoci docker-registry apache2-utils zstd bzip2 xz-utils mmdebstrap gcc libc6-dev) ;;  # mmdebstrap: its merged-usr hook (bootstrap tests); gcc libc6-dev: the offline C example base
-  demo) pkgs+=(mmdebstrap skopeo umoci) ;;
+  demo) pkgs+=(mmdebstrap skopeo umoci curl) ;;  # curl: the demo calls the service
   *) echo "usage: $0 test|demo" >&2; exit 2 ;;
 esac
 

@@ -94,7 +94,10 @@ def bootstrap_command(
     store = Store(root)
 
     def show(line: str) -> None:
-        click.echo(click.style(f"  {line}", dim=True), err=True)
+        # mmdebstrap's own I:/W:/E: lines tell the story; apt's and dpkg's chatter would bury it
+        # (a failure still shows the last lines of everything).
+        if line[:2] in ("I:", "W:", "E:"):
+            click.echo(click.style(f"  {line}", dim=True), err=True)
 
     if not quiet and (force or store.get_ref(canonical_name(name)) is None):
         click.echo(f"bootstrapping {name}: {base.describe()} from {base.mirror}", err=True)

@@ -109,8 +109,9 @@ def layer_for_diff_id(img: Image, diff_id: Digest) -> Descriptor:
     raise ImageError(f"image has no layer with diff_id {diff_id}")
 
 
-def open_blob_bytes(img: Image, descriptor: Descriptor) -> BinaryIO:
-    """``img.open_blob``, except that the config and manifest come from the raw bytes."""
+def open_image_blob(img: Image, descriptor: Descriptor) -> BinaryIO:
+    """Any blob of the image by descriptor: the config and manifest from their bytes, layers from
+    ``img.open_blob`` (for code that walks every descriptor, such as a push)."""
     if descriptor.digest == Digest.of(img.raw_config()):
         return io.BytesIO(img.raw_config())
     if descriptor.digest == image_digest(img):

@@ -24,6 +24,7 @@ from forklift.oci.image import (
     layer_for_diff_id,
     load_image,
     manifest_descriptor,
+    open_image_blob,
     resolve,
     write_image,
 )
@@ -203,3 +204,12 @@ def test_store_image_detects_corruption(store_root: Path) -> None:
     cfg_path.write_bytes(json.dumps({"os": "evil"}).encode().ljust(cfg_path.stat().st_size))
     with pytest.raises(DigestMismatch):
         StoreImage(store, digest)
+
+
+def test_open_image_blob_serves_config_manifest_and_layers(store_root: Path) -> None:
+    store = Store(store_root)
+    img = add_layer(store, EMPTY, {"a": b"1"}, "COPY a /")
+    m = image_manifest(img)
+    assert open_image_blob(img, m.config).read() == img.raw_config()
+    assert open_image_blob(img, manifest_descriptor(img)).read() == img.raw_manifest()
+    assert Digest.of(open_image_blob(img, m.layers[0]).read()) == m.layers[0].digest

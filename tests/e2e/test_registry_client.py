@@ -22,9 +22,9 @@ from registry_fixtures import (
     _flip_proxy,  # noqa: F401  (fixture)
     _plain_registry,  # noqa: F401  (fixture)
     _token_registry,  # noqa: F401  (fixture)
+    require_tool,
 )
 
-from conftest import require_tool
 from forklift.oci.model import Descriptor, Digest, ImageConfig, Manifest, MediaType
 from forklift.oci.registry.auth import Credentials
 from forklift.oci.registry.client import RegistryClient, RegistryOptions

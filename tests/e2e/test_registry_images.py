@@ -27,9 +27,9 @@ from registry_fixtures import (
     _flip_proxy,  # noqa: F401  (fixture)
     _plain_registry,  # noqa: F401  (fixture)
     _token_registry,  # noqa: F401  (fixture)
+    require_tool,
 )
 
-from conftest import require_tool
 from forklift.cli.main import main
 from forklift.oci.model import Descriptor, Digest, ImageConfig, Index, Manifest, MediaType, Platform
 from forklift.oci.registry.client import RegistryOptions

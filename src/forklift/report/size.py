@@ -25,9 +25,8 @@ import io
 import json
 import os
 import re
-import tarfile
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -290,9 +289,115 @@ class _NullSink:
         return len(data)
 
 
-def _member_path(name: str) -> str:
-    path = name.removeprefix("./").lstrip("/")
-    return "/" + path.rstrip("/")
+_BLOCK = 512
+_NO_DATA = frozenset(b"123456")  # hard link, symlink, char/block device, directory, fifo: no data follows
+_REGULAR = frozenset(b"07\0")
+
+
+@dataclass(frozen=True)
+class _TarEntry:
+    path: str  # absolute
+    size: int
+    regular: bool
+
+
+def _read_exact(reader: BinaryIO, n: int) -> bytes:
+    data = reader.read(n)
+    if len(data) != n:
+        raise ImageError("the layer tar is truncated")
+    return data
+
+
+def _skip(reader: BinaryIO, n: int) -> None:
+    while n > 0:
+        chunk = reader.read(min(n, _CHUNK))
+        if not chunk:
+            raise ImageError("the layer tar is truncated")
+        n -= len(chunk)
+
+
+def _padded(size: int) -> int:
+    return -(-size // _BLOCK) * _BLOCK
+
+
+def _number(field: bytes) -> int:
+    """A numeric header field: octal text, or GNU's base-256 (high bit set) for large values."""
+    if field and field[0] & 0x80:
+        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    try:
+        return int(text, 8) if text else 0
+    except ValueError:
+        raise ImageError(f"the layer is not a tar archive (bad number field {text!r})") from None
+
+
+def _pax_records(data: bytes) -> dict[bytes, bytes]:
+    """``%d key=value\\n`` records of a PAX extended header."""
+    out: dict[bytes, bytes] = {}
+    pos = 0
+    while pos < len(data) and data[pos] != 0:
+        space = data.find(b" ", pos)
+        if space < 0:
+            break
+        try:
+            length = int(data[pos:space])
+        except ValueError:
+            raise ImageError("the layer tar has a malformed PAX header") from None
+        if length <= 0:
+            raise ImageError("the layer tar has a malformed PAX header")
+        key, _, value = data[space + 1 : pos + length - 1].partition(b"=")
+        out[key] = value
+        pos += length
+    return out
+
+
+def _tar_entries(reader: BinaryIO) -> Iterator[_TarEntry]:
+    """The entries of a tar stream, up to its end-of-archive block (ustar, PAX and GNU long names).
+
+    Much faster than ``tarfile``'s stream mode for what is needed here: names, types and sizes.
+    """
+    long_name: bytes | None = None
+    pax: dict[bytes, bytes] = {}
+    pax_global: dict[bytes, bytes] = {}
+    while True:
+        header = reader.read(_BLOCK)
+        if not header or header == bytes(_BLOCK):
+            return  # end of archive (or a stream that simply stops, as some writers do)
+        if len(header) != _BLOCK:
+            raise ImageError("the layer tar is truncated")
+        stored_sum = _number(header[148:156])
+        unsigned = sum(header) - sum(header[148:156]) + 8 * 0x20
+        # Some old writers summed signed bytes; accept both, as tar readers do.
+        if stored_sum != unsigned and stored_sum != unsigned - 256 * sum(b >= 0x80 for b in header):
+            raise ImageError("the layer is not a tar archive (bad header checksum)")
+        kind = header[156]
+        size = _number(header[124:136])
+        if kind in (ord("x"), ord("g"), ord("L"), ord("K")):
+            data = _read_exact(reader, _padded(size))[:size]
+            if kind == ord("x"):
+                pax = _pax_records(data)
+            elif kind == ord("g"):
+                pax_global.update(_pax_records(data))
+            elif kind == ord("L"):
+                long_name = data.rstrip(b"\0")
+            continue
+        name = header[0:100].split(b"\0", 1)[0]
+        if header[257:262] == b"ustar":
+            prefix = header[345:500].split(b"\0", 1)[0]
+            if prefix:
+                name = prefix + b"/" + name
+        if long_name is not None:
+            name = long_name
+        merged = {**pax_global, **pax}
+        if b"path" in merged:
+            name = merged[b"path"]
+        if b"size" in merged:
+            size = int(merged[b"size"])
+        long_name, pax = None, {}
+        path = "/" + name.decode("utf-8", "replace").removeprefix("./").strip("/")
+        yield _TarEntry(path, size, kind in _REGULAR)
+        if kind not in _NO_DATA and size:
+            _skip(reader, _padded(size))
 
 
 def measure_layer_stream(raw: BinaryIO, *, media_type: str, stored: int, top: int) -> LayerStats:
@@ -305,23 +410,21 @@ def measure_layer_stream(raw: BinaryIO, *, media_type: str, stored: int, top: in
         with open_uncompressed(raw) as plain:
             tee = _Tee(plain, estimator)
             reader = io.BufferedReader(tee, buffer_size=_CHUNK)
-            with tarfile.open(fileobj=reader, mode="r|") as tar:
-                for member in tar:
-                    entries += 1
-                    base = member.name.rstrip("/").rsplit("/", 1)[-1]
-                    if base.startswith(".wh."):
-                        whiteouts += 1
-                        continue
-                    if not member.isreg():
-                        continue
-                    content += member.size
-                    item = (member.size, _member_path(member.name))
-                    if len(heap) < top:
-                        heapq.heappush(heap, item)
-                    elif top and item > heap[0]:
-                        heapq.heapreplace(heap, item)
+            for entry in _tar_entries(reader):
+                entries += 1
+                if entry.path.rsplit("/", 1)[-1].startswith(".wh."):
+                    whiteouts += 1
+                    continue
+                if not entry.regular:
+                    continue
+                content += entry.size
+                item = (entry.size, entry.path)
+                if len(heap) < top:
+                    heapq.heappush(heap, item)
+                elif top and item > heap[0]:
+                    heapq.heapreplace(heap, item)
             tee.drain()
-    except (tarfile.TarError, EOFError, OSError) as err:
+    except (EOFError, OSError) as err:
         raise ImageError(f"cannot read the layer tar: {err}") from err
     largest = tuple(FileSize(path, size) for size, path in sorted(heap, key=lambda it: (-it[0], it[1])))
     if estimator is not None:

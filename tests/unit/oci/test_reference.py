@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from forklift.errors import ImageError
 from forklift.oci.model import Digest
@@ -27,6 +29,7 @@ D = "sha256:" + "c" * 64
         (f"busybox:1.36@{D}", f"docker.io/library/busybox:1.36@{D}", f"busybox:1.36@{D}"),
         ("Example.com/a_b/c__d/e--f", "Example.com/a_b/c__d/e--f:latest", "Example.com/a_b/c__d/e--f:latest"),
         ("docker.io/library/a/b", "docker.io/library/a/b:latest", "library/a/b:latest"),
+        ("docker.io/my.org/app", "docker.io/my.org/app:latest", "docker.io/my.org/app:latest"),
     ],
 )
 def test_normalisation(text: str, canonical: str, familiar: str) -> None:
@@ -77,3 +80,20 @@ def test_familiar_name_of_stored_names() -> None:
     assert familiar_name("docker.io/library/busybox:latest") == "busybox:latest"
     assert familiar_name("localhost:5000/x:y") == "localhost:5000/x:y"
     assert familiar_name("not a name") == "not a name"
+
+
+_component = st.from_regex(r"[a-z0-9]{1,5}(?:(?:[._]|__|-{1,2})[a-z0-9]{1,5}){0,2}", fullmatch=True)
+_domain = st.sampled_from(["", "docker.io/", "localhost/", "localhost:5000/", "ghcr.io/", "a-b.example:443/"])
+_tag = st.none() | st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,10}", fullmatch=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(domain=_domain, path=st.lists(_component, min_size=1, max_size=3), tag=_tag, pinned=st.booleans())
+def test_canonical_and_familiar_forms_parse_back(
+    domain: str, path: list[str], tag: str | None, pinned: bool
+) -> None:
+    text = domain + "/".join(path) + (f":{tag}" if tag else "") + (f"@{D}" if pinned else "")
+    ref = parse_reference(text)
+    assert parse_reference(str(ref)) == ref
+    assert parse_reference(ref.familiar()) == ref
+    assert str(ref).startswith(ref.domain + "/") and (ref.tag is not None or pinned)

@@ -49,6 +49,11 @@ class Reference:
             return self.repository
         if self.path.startswith(_OFFICIAL) and self.path.count("/") == 1:
             return self.path[len(_OFFICIAL) :]
+        first = self.path.split("/", 1)[0]
+        if "/" in self.path and ("." in first or first == "localhost"):
+            # docker.io/my.org/app: without its domain it would read as registry my.org (Docker
+            # shows it short anyway; forklift keeps shown names valid to type back).
+            return self.repository
         return self.path
 
     @property

@@ -127,6 +127,14 @@ def test_push_mounts_blobs_from_another_repository(plain_registry: RegistryServe
     )  # fmt: skip
     assert (mounted.uploaded, mounted.mounted) == (0, 2)
     assert skopeo_inspect(f"{host}/forklift/derived:v1")["Digest"] == str(first.digest)
+    # Without being told: the store remembers where each blob was pushed (or pulled) from.
+    remembered = push_image(store, "forklift-test/base:v1", f"{host}/forklift/other:v1", options=FAST)
+    assert (remembered.uploaded, remembered.mounted) == (0, 2)
+    fresh = Store(tmp_path / "fresh")
+    pull_image(fresh, f"{host}/forklift/other:v1", options=FAST)
+    fresh.set_ref(str(parse_reference("forklift-test/pulled:v1")), first.digest)
+    from_pull = push_image(fresh, "forklift-test/pulled:v1", f"{host}/forklift/third:v1", options=FAST)
+    assert (from_pull.uploaded, from_pull.mounted) == (0, 2)
 
 
 @pytest.mark.parametrize(

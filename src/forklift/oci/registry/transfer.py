@@ -14,6 +14,7 @@ Manifests go up in the family they are stored in, or converted to Docker or OCI 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -123,6 +124,7 @@ def pull_image(
                     f"its digest ({err.message})",
                     hint="the registry, or something on the way, corrupted the blob; nothing was kept",
                 ) from None
+            remember_source(store, desc.digest, name.repository)
 
         _run_concurrently(fetch, missing, options.max_workers)
         store.put_bytes(raw, digest, lease=lease)
@@ -181,7 +183,9 @@ def push_image(
     build's own layers); the compressed form is stored and remembered, so it is made only once.
     Layers already compressed go up as they are.
     ``mount_from`` names repositories on the destination registry that may hold the blobs already
-    (e.g. the base image's); the registry mounts them instead of receiving an upload.
+    (e.g. the base image's); the registry mounts them instead of receiving an upload. Repositories
+    a blob was pulled from or pushed to before are tried too (remembered under
+    ``<store>/registry/sources``), as docker does.
     Returns the digest of the manifest (or index) the tag now points at.
     """
     src = parse_reference(source)
@@ -200,8 +204,18 @@ def push_image(
         with counts_lock:
             counts[kind] += 1
 
-    mounts = [parse_reference(m) for m in mount_from]
-    sources = [m.path for m in mounts if m.domain == dest.domain and m.path != dest.path]
+    given = [parse_reference(m, default_tag=None).repository for m in mount_from]
+
+    def mount_sources(digest: Digest) -> list[str]:
+        """Repositories of the destination registry that may hold ``digest``: the caller's
+        candidates, then those the blob was pulled from or pushed to before (at most three)."""
+        out: list[str] = []
+        for repository in [*given, *known_sources(store, digest)]:
+            domain, _, path = repository.partition("/")
+            if domain == dest.domain and path != dest.path and path not in out:
+                out.append(path)
+        return out[:3]
+
     with RegistryClient(dest.domain, credentials=creds, options=options) as client, store.lease() as lease:
 
         def push_blob(desc: Descriptor) -> None:
@@ -209,10 +223,11 @@ def push_image(
                 count("existing")
                 return
             session = None
-            for repo in sources:
+            for repo in mount_sources(desc.digest):
                 session = client.mount_blob(dest.path, desc.digest, repo)
                 if session is None:
                     count("mounted")
+                    remember_source(store, desc.digest, dest.repository)
                     return
             on_bytes = None if progress is None else (lambda n, d=str(desc.digest): progress(d, n))
             client.upload_blob(
@@ -220,6 +235,7 @@ def push_image(
                 lambda: _open_for_upload(store, desc), location=session, on_bytes=on_bytes,
             )  # fmt: skip
             count("uploaded")
+            remember_source(store, desc.digest, dest.repository)
 
         def push_manifest(digest: Digest, reference: str | None) -> tuple[Digest, str, bytes]:
             raw = store.read_blob(digest)
@@ -244,6 +260,35 @@ def push_image(
 
         digest, _, _ = push_manifest(top, dest.tag or "latest")
     return PushResult(name=str(dest), digest=digest, **counts)
+
+
+def _sources_file(store: Store, digest: Digest) -> Path:
+    return store.root / "registry" / "sources" / f"{digest.algorithm}-{digest.hex}"
+
+
+def remember_source(store: Store, digest: Digest, repository: str) -> None:
+    """Note that ``repository`` (``domain/path``) holds the blob, for cross-repository mounts later.
+
+    One line per repository, appended (a short O_APPEND write is atomic between processes).
+    """
+    if repository in known_sources(store, digest):
+        return
+    path = _sources_file(store, digest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, f"{repository}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def known_sources(store: Store, digest: Digest) -> list[str]:
+    """Repositories (``domain/path``) known to hold the blob, most recent first."""
+    try:
+        lines = _sources_file(store, digest).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    return list(dict.fromkeys(line for line in reversed(lines) if line.strip()))
 
 
 def _compress_layers(

@@ -280,6 +280,9 @@ def test_login_push_pull_logout_with_basic_auth(
     forklift(store.root, "logout", basic_registry.host)
     with pytest.raises(RegistryAuthError):
         pull_image(Store(tmp_path / "again"), dest, options=FAST)
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    forklift(store.root, "login", basic_registry.host, "-u", USER, "--password-stdin")
+    assert pull_image(Store(tmp_path / "stdin"), dest, options=FAST).manifest_digest
 
 
 def test_push_and_pull_through_the_bearer_token_flow(

@@ -252,3 +252,27 @@ def test_saving_a_corrupt_store_blob_fails(store_root: Path, tmp_path: Path, as_
     with pytest.raises(DigestMismatch):
         write_layout(tmp_path / ("o.tar" if as_tar else "o"), [("one:1", one)], as_tar=as_tar)
     assert not (tmp_path / "o.tar").exists() and not (tmp_path / "o.tar.partial").exists()
+
+
+def test_archive_paths_cannot_leave_the_bundle(store_root: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}')
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps([{"Config": "../secret.json", "Layers": []}]))
+    with pytest.raises(ImageError, match="invalid path"):
+        load_bundle(Store(store_root), bundle)
+    # in a tar, a symlink pointing out of the archive is refused or resolves to nothing
+    for target in ("../../../../../.." + str(secret), str(secret)):
+        tar_path = tmp_path / "evil.tar"
+        with tarfile.open(tar_path, "w") as tar:
+            data = json.dumps([{"Config": "cfg.json", "Layers": []}]).encode()
+            info = tarfile.TarInfo("manifest.json")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+            link = tarfile.TarInfo("cfg.json")
+            link.type = tarfile.SYMTYPE
+            link.linkname = target
+            tar.addfile(link)
+        with pytest.raises(ImageError, match=r"invalid path|missing cfg\.json"):
+            load_bundle(Store(store_root), tar_path)

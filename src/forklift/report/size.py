@@ -606,6 +606,12 @@ def check_max_size(size: ImageSize, limit: str | int) -> None:
     )
 
 
+def enforce_max_size(store: Store, img: Image, limit: str | int, *, name: str = "") -> None:
+    """``forklift build --max-size``: ``check_max_size`` on ``img`` measured cheaply (built layers are
+    not read; see ``analyze_image`` with ``measure=False``)."""
+    check_max_size(analyze_image(store, img, name=name, measure=False), limit)
+
+
 def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 

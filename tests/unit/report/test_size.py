@@ -24,6 +24,7 @@ from forklift.report.size import (
     build_record_path,
     check_max_size,
     describe_step,
+    enforce_max_size,
     human_bytes,
     make_build_record,
     measure_layer,
@@ -492,3 +493,9 @@ def test_make_build_record(store: Store) -> None:
     assert record == record_for(store, builder, final, digest)
     assert record.target == "final"
     assert [s.index for s in record.stages] == [0, 1, 2]
+
+
+def test_enforce_max_size(store: Store, app: Image) -> None:
+    enforce_max_size(store, app, "10MB", name="app")
+    with pytest.raises(BuildError, match=r"image app is .* over the --max-size budget of 1KiB = 1\.0 kB"):
+        enforce_max_size(store, app, "1KiB", name="app")

@@ -154,7 +154,9 @@ def gather(tree: SourceTree, op: CopyOp, sources: list[str]) -> tuple[list[Match
             ]
             found_all.append(Matched(src, match, tuple(entries)))
             kept_all.extend(entries)
-            files.extend((f"{match}/{e.relpath}" if e.relpath else match, _entry_line(e)) for e in entries)
+            files.extend(
+                (posixpath.join(match, e.relpath) if e.relpath else match, _entry_line(e)) for e in entries
+            )
         digests.append(SourceDigest(f"{tree.label} {src}", source_set_digest(kept_all), tuple(files)))
     return found_all, digests
 

@@ -2,9 +2,9 @@
 
 The same image (4 uncompressed layers of random data, pushed as they are, since skopeo copy does
 not compress either) is pushed by forklift from its store and by skopeo from an OCI layout holding
-the same blobs, each to its own
-repository of one fresh registry on 127.0.0.1; then each pulls its copy into an empty destination
-(forklift: a fresh store; skopeo: a fresh OCI layout). Ratios are forklift time / skopeo time.
+the same blobs, each to its own repository of one fresh registry on 127.0.0.1; then each pulls its
+copy into an empty destination (forklift: a fresh store; skopeo: a fresh OCI layout). Ratios are
+forklift time / skopeo time (best of --repeat rounds, each on a fresh registry).
 
     .venv/bin/python bench/bench_registry.py [--mb 200] [--layers 4] [--repeat 2]
 """

@@ -7,9 +7,9 @@ Everything listens on 127.0.0.1 on a free port and stops at the end of the sessi
 - ``token_registry``: the registry's ``auth: token`` with a token server written here; the server signs
   RS256 JWTs with a key and self-signed certificate made with ``openssl`` at test time, and the
   registry trusts that certificate (``rootcertbundle``).
-- ``drop_proxy`` / ``flip_proxy``: tiny HTTP proxies in front of the plain registry that drop the
-  connection half-way through a blob (the first time each blob is fetched) or flip one byte in every
-  blob.
+- ``drop_proxy`` / ``flip_proxy`` / ``unavailable_proxy``: tiny HTTP proxies in front of the plain
+  registry that drop the connection half-way through a blob (the first time each blob is fetched),
+  flip one byte in every blob, or answer each blob's first request with 503.
 
 Tests import the fixtures they use from this module (they are registered under their public names).
 """
@@ -273,6 +273,7 @@ class FaultProxy:
 
     upstream: str  # "127.0.0.1:PORT"
     fault: BlobFault
+    first_status: int | None = None  # answer each blob's first GET with this status instead
     port: int = 0
     blob_gets: list[tuple[str, str]] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
@@ -298,6 +299,15 @@ class FaultProxy:
                 payload = response.read()
                 upstream.close()
                 is_blob = self.command == "GET" and "/blobs/sha256:" in self.path
+                if is_blob and proxy.first_status and not any(p == self.path for p, _ in proxy.blob_gets):
+                    proxy.blob_gets.append((self.path, f"answered {proxy.first_status}"))
+                    error = b'{"errors":[{"code":"UNAVAILABLE","message":"try again"}]}'
+                    self.send_response(proxy.first_status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(error)))
+                    self.end_headers()
+                    self.wfile.write(error)
+                    return
                 if is_blob and response.status in (200, 206):
                     proxy.blob_gets.append((self.path, self.headers.get("Range", "")))
                     attempt = sum(1 for p, _ in proxy.blob_gets if p == self.path)
@@ -415,6 +425,14 @@ def _token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenR
 @pytest.fixture(name="drop_proxy")
 def _drop_proxy(plain_registry: RegistryServer) -> Iterator[FaultProxy]:
     proxy = FaultProxy(upstream=plain_registry.host, fault=drop_first_attempt)
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(name="unavailable_proxy")
+def _unavailable_proxy(plain_registry: RegistryServer) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(upstream=plain_registry.host, fault=lambda path, body, attempt: body, first_status=503)
     proxy.start()
     yield proxy
     proxy.stop()

@@ -27,6 +27,7 @@ from registry_fixtures import (
     _flip_proxy,  # noqa: F401  (fixture)
     _plain_registry,  # noqa: F401  (fixture)
     _token_registry,  # noqa: F401  (fixture)
+    _unavailable_proxy,  # noqa: F401  (fixture)
     require_tool,
 )
 
@@ -335,3 +336,16 @@ def test_pull_refuses_a_corrupted_blob_and_stores_nothing(
     assert not store.has(manifest.config.digest)
     assert store.get_ref(str(parse_reference(ref))) is None
     assert list((store.root / "tmp").iterdir()) == []
+
+
+def test_pull_retries_a_registry_that_answers_503(
+    plain_registry: RegistryServer, unavailable_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    source = Store(tmp_path / "source")
+    manifest = put_image(source, "forklift-test/busy:v1", "busy\n")
+    push_image(source, "forklift-test/busy:v1", f"{plain_registry.host}/forklift/busy:v1", options=FAST)
+    store = Store(tmp_path / "store")
+    pull_image(store, f"{unavailable_proxy.host}/forklift/busy:v1", options=FAST)
+    store.verify(manifest.layers[0].digest)
+    layer_gets = [r for p, r in unavailable_proxy.blob_gets if str(manifest.layers[0].digest) in p]
+    assert layer_gets == ["answered 503", ""]

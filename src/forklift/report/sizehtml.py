@@ -39,7 +39,13 @@ td.bar { width: 30%; }
 details { margin: 0.4em 0; }
 summary { cursor: pointer; }
 .note { color: #57606a; font-size: 0.9em; }
+.stack { display: flex; height: 1.6em; border-radius: 4px; overflow: hidden; margin: 1em 0 0.3em; }
+.stack div { height: 100%; min-width: 2px; }
+.swatch { display: inline-block; width: 0.8em; height: 0.8em; border-radius: 2px; margin-right: 0.4em; }
 """
+
+# Layer colours for the composition bar and the table swatches (cycled).
+_PALETTE = ("#0969da", "#bf8700", "#8250df", "#1a7f37", "#cf222e", "#0598bc", "#953800", "#6e7781")
 
 
 def _bar(part: int, whole: int) -> str:
@@ -94,6 +100,16 @@ def render_html(size: ImageSize, *, title: str | None = None) -> str:
     if size.empty_steps:
         parts.append(_total(str(size.empty_steps), "steps without a layer"))
     parts.append("</div>")
+    if size.layers and size.uncompressed > 0:
+        parts.append('<div class="stack" role="img" aria-label="the image by layer">')
+        for layer in size.layers:
+            share = 100.0 * layer.size / size.uncompressed
+            tip = f"layer {layer.index}, {human_bytes(layer.size)}: {layer.step or '(no history)'}"
+            parts.append(
+                f'<div style="width: {share:.2f}%; background: {_colour(layer.index)}" '
+                f'title="{escape(tip)}"></div>'
+            )
+        parts.append("</div>")
 
     record = size.build
     if record is not None and record.stages:
@@ -128,7 +144,8 @@ def render_html(size: ImageSize, *, title: str | None = None) -> str:
                 compressed += "*"
             step = layer.step or "(no history)"
             parts.append(
-                f'<tr><td class="num">{layer.index}</td><td class="num">{human_bytes(layer.size)}</td>'
+                f'<tr><td class="num"><span class="swatch" style="background: {_colour(layer.index)}"></span>'
+                f'{layer.index}</td><td class="num">{human_bytes(layer.size)}</td>'
                 f'<td class="num">{compressed}</td><td class="bar">{_bar(layer.size, whole)}</td>'
                 f'<td class="step"><code title="{escape(layer.created_by)}">{escape(step)}</code></td></tr>'
             )
@@ -166,6 +183,10 @@ def render_html(size: ImageSize, *, title: str | None = None) -> str:
 
     parts += ['<p class="note">Made by forklift size.</p>', "</body>", "</html>"]
     return "\n".join(parts) + "\n"
+
+
+def _colour(index: int) -> str:
+    return _PALETTE[(index - 1) % len(_PALETTE)]
 
 
 def _total(value: str, label: str) -> str:

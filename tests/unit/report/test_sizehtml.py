@@ -187,3 +187,14 @@ def test_real_tar_names_round_trip_through_the_page() -> None:
     )
     root = ET.fromstring(render_html(size))
     assert name in ["".join(c.itertext()) for c in root.iter("code")]
+
+
+def test_composition_bar() -> None:
+    size = sample()
+    root = ET.fromstring(render_html(size))
+    stack = next(d for d in root.iter("div") if d.get("class") == "stack")
+    widths = [float((seg.get("style") or "").split("width: ")[1].split("%")[0]) for seg in stack]
+    assert len(widths) == len(size.layers)
+    assert sum(widths) == pytest.approx(100, abs=0.05)
+    assert widths[0] == pytest.approx(100 * 2_500_000 / 2_900_000, abs=0.01)
+    assert "layer 2, 400 kB: RUN echo" in (stack[1].get("title") or "")

@@ -474,3 +474,71 @@ def test_stage_semantics_targets_and_no_cache_filter(ctx: Path, store: Path, tmp
     assert (out_other / "global-not-redeclared").read_text() == "[]\n"
     _, progress = run_build(ctx, store, targets=("child",), no_cache_filter=("child",))
     assert [m.split(" ", 1)[0] for m in missed(progress)] == ["[child"]  # base stayed cached
+
+
+def test_copy_and_add_options(ctx: Path, store: Path, tmp_path: Path) -> None:
+    import hashlib
+    import http.server
+    import tarfile
+    import threading
+
+    (ctx / "app" / "sub").mkdir(parents=True)
+    (ctx / "app" / "keep.txt").write_text("keep")
+    (ctx / "app" / "skip.log").write_text("skip")
+    (ctx / "app" / "sub" / "deep.txt").write_text("deep")
+    archive_src = tmp_path / "payload"
+    archive_src.mkdir()
+    (archive_src / "inside.txt").write_text("from the archive")
+    with tarfile.open(ctx / "bundle.tar.gz", "w:gz") as tar:
+        tar.add(archive_src / "inside.txt", arcname="pkg/inside.txt")
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "remote.txt").write_text("remote content")
+    checksum = "sha256:" + hashlib.sha256(b"remote content").hexdigest()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(served), **kwargs)  # type: ignore[arg-type]
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/remote.txt"
+    try:
+        dockerfile = (
+            "FROM busybox\n"
+            "COPY --exclude=*.log app/ /excluded/\n"
+            "COPY --parents app/sub/deep.txt /parents/\n"
+            "COPY --link app/keep.txt /linked/keep.txt\n"
+            "ADD bundle.tar.gz /unpacked/\n"
+            f"ADD --checksum={checksum} {url} /downloads/\n"
+            "RUN --network=none cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /ifaces\n"
+            "USER app\nWORKDIR /home/app/work\n"
+        )
+        rootfs = tmp_path / "rootfs"
+        result, _ = run_build(ctx, store, dockerfile, outputs=(OutputSpec(type="local", dest=rootfs),))
+    finally:
+        server.shutdown()
+    assert (rootfs / "excluded/keep.txt").exists() and not (rootfs / "excluded/skip.log").exists()
+    assert (rootfs / "excluded/sub/deep.txt").read_text() == "deep"
+    assert (rootfs / "parents/app/sub/deep.txt").read_text() == "deep"
+    assert (rootfs / "linked/keep.txt").read_text() == "keep"
+    assert (rootfs / "unpacked/pkg/inside.txt").read_text() == "from the archive"
+    remote = rootfs / "downloads/remote.txt"
+    assert remote.read_text() == "remote content" and remote.stat().st_mode & 0o777 == 0o600
+    assert (rootfs / "ifaces").read_text().split() == ["lo"]
+    work = rootfs / "home/app/work"
+    assert work.is_dir() and (work.stat().st_uid, work.stat().st_gid) == (1000, 1000)
+    bad = f"FROM busybox\nADD --checksum=sha256:{'0' * 64} {url} /x\n"
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(BuildError, match="checksum mismatch"):
+            run_build(ctx, store, bad.replace(url, f"http://127.0.0.1:{server.server_address[1]}/remote.txt"))
+    finally:
+        server.shutdown()
+    with pytest.raises(BuildError, match="outside the build context"):
+        run_build(ctx, store, "FROM busybox\nCOPY ../secret /x\n")
+    assert result.image.image_id

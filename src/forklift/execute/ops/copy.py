@@ -412,7 +412,7 @@ def run_copy(
     def expand(text: str) -> str:
         return expand_at(text, scope, escape=esc, location=op.location)
 
-    keyword = "ADD" if op.instruction.keyword == "add" else "COPY"
+    keyword = op.instruction.keyword  # "COPY" or "ADD"
     is_add = keyword == "ADD"
     raw_sources = [expand(s) for s in op.paths]
     dest_text = expand(op.dest)

@@ -34,9 +34,9 @@ from registry_fixtures import (
 from forklift.cli.main import main
 from forklift.oci.model import Descriptor, Digest, ImageConfig, Index, Manifest, MediaType, Platform
 from forklift.oci.registry.client import RegistryOptions
-from forklift.oci.registry.errors import RegistryAuthError, RegistryContentMismatch
+from forklift.oci.registry.errors import RegistryAuthError, RegistryContentMismatch, RegistryUnavailable
 from forklift.oci.registry.reference import parse_reference
-from forklift.oci.registry.transfer import pull_image, push_image
+from forklift.oci.registry.transfer import ensure_image, pull_image, push_image
 from forklift.oci.store import Store
 
 pytestmark = pytest.mark.e2e
@@ -349,3 +349,27 @@ def test_pull_retries_a_registry_that_answers_503(
     store.verify(manifest.layers[0].digest)
     layer_gets = [r for p, r in unavailable_proxy.blob_gets if str(manifest.layers[0].digest) in p]
     assert layer_gets == ["answered 503", ""]
+
+
+def test_ensure_image_uses_the_store_first_and_pulls_when_asked(
+    plain_registry: RegistryServer, tmp_path: Path
+) -> None:
+    source = Store(tmp_path / "source")
+    manifest = put_image(source, "forklift-test/base:v9", "ensure\n", size=5_000)
+    ref = f"{plain_registry.host}/forklift/ensure:v1"
+    push_image(source, "forklift-test/base:v9", ref, options=FAST)
+    store = Store(tmp_path / "store")
+    arrived: dict[str, int] = {}
+
+    def progress(digest: str, nbytes: int) -> None:
+        arrived[digest] = arrived.get(digest, 0) + nbytes
+
+    pulled = pull_image(store, ref, options=FAST, progress=progress)
+    assert arrived == {str(d.digest): d.size for d in (manifest.config, *manifest.layers)}
+    assert ensure_image(store, ref, options=FAST) == pulled.manifest_digest
+    # In the store: no network at all (a name the store holds on a registry that is not there).
+    store.set_ref("127.0.0.1:9/forklift/offline:v1", pulled.manifest_digest)
+    offline = RegistryOptions(retries=0)
+    assert ensure_image(store, "127.0.0.1:9/forklift/offline:v1", options=offline) == pulled.manifest_digest
+    with pytest.raises(RegistryUnavailable, match="kept failing"):
+        ensure_image(store, "127.0.0.1:9/forklift/offline:v1", pull=True, options=offline)

@@ -296,6 +296,8 @@ class RegistryClient:
     def _fetch_once(
         self, url: str, what: str, state: _Download[_Sink], on_bytes: Callable[[int], None] | None
     ) -> None:
+        if state.offset and state.offset == state.size:
+            return  # the cut came after the last byte: nothing left to ask for (a Range would be 416)
         headers = {"Range": f"bytes={state.offset}-"} if state.offset else {}
         with self.http.stream("GET", url, headers=headers) as response:
             if response.status_code in _RETRY_STATUS:

@@ -87,6 +87,7 @@ class BuildOptions:
     context: Path
     root: Path  # the store
     dockerfile: Path | None = None  # default: CONTEXT/Dockerfile
+    dockerfile_text: str | None = None  # the Dockerfile itself (``-f -``); wins over ``dockerfile``
     tags: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()
     build_args: Mapping[str, str] = field(default_factory=dict)
@@ -151,10 +152,13 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
     if not context.is_dir():
         raise ForkliftError(f"build context {options.context} is not a directory")
     dockerfile_path = options.dockerfile if options.dockerfile is not None else context / "Dockerfile"
-    try:
-        text = dockerfile_path.read_text()
-    except OSError as err:
-        raise ForkliftError(f"cannot read Dockerfile {dockerfile_path}: {err.strerror}") from err
+    if options.dockerfile_text is not None:
+        text = options.dockerfile_text
+    else:
+        try:
+            text = dockerfile_path.read_text()
+        except OSError as err:
+            raise ForkliftError(f"cannot read Dockerfile {dockerfile_path}: {err.strerror}") from err
     memo_key = _memo_key(options, context, dockerfile_path, text)
     if memo_key is not None and not options.no_cache and not options.no_cache_filter:
         remembered = memo.load_valid(options.root, memo_key, context)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from registry_fixtures import RegistryServer, _plain_registry  # noqa: F401  (the fixture)
 
-from conftest import require_tool
+from support import require_tool
 from forklift.build import BuildOptions, BuildResult, OutputSpec, build
 from forklift.errors import BuildError
 from forklift.report.progress import PlainRenderer
@@ -542,3 +542,19 @@ def test_copy_and_add_options(ctx: Path, store: Path, tmp_path: Path) -> None:
     with pytest.raises(BuildError, match="outside the build context"):
         run_build(ctx, store, "FROM busybox\nCOPY ../secret /x\n")
     assert result.image.image_id
+
+
+def test_cli_reads_the_dockerfile_from_stdin_and_check_stops_before_building(ctx: Path, store: Path) -> None:
+    forklift = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "forklift")
+    base = [forklift, "--root", str(store), "build"]
+    done = subprocess.run(
+        [*base, "-q", "-f", "-", str(ctx)],
+        input="FROM busybox\nRUN echo from-stdin > /s\n",
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert done.stdout.strip().startswith("sha256:")
+    (ctx / "Dockerfile").write_text("FROM busybox\nMAINTAINER me\nRUN exit 1\n")
+    checked = subprocess.run([*base, "--check", str(ctx)], capture_output=True, text=True)
+    assert checked.returncode == 0 and "MaintainerDeprecated" in checked.stdout  # RUN exit 1 never ran

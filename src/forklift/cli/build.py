@@ -72,8 +72,9 @@ def _ssh(values: tuple[str, ...]) -> dict[str, str]:
 
 @click.command("build", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "-f", "--file", "file", default=None, help="Name of the Dockerfile (default: CONTEXT/Dockerfile)."
+    "-f", "--file", "file", default=None, help="The Dockerfile (default: CONTEXT/Dockerfile; '-': stdin)."
 )
+@click.option("--check", "check_only", is_flag=True, help="Run the build checks (forklift check), then stop.")
 @click.option(
     "-t", "--tag", "tags", multiple=True, help="Name and optionally a tag (NAME[:TAG]); repeatable."
 )
@@ -106,10 +107,11 @@ def _ssh(values: tuple[str, ...]) -> dict[str, str]:
     help="NAME=DIR|docker-image://REF|oci-layout://PATH[:TAG]: replaces a stage or image.",
 )
 @click.argument("context", type=click.Path(file_okay=False, path_type=Path))
-@click.pass_obj
+@click.pass_context
 def build_command(
-    obj: Any,
+    ctx: click.Context,
     file: str | None,
+    check_only: bool,
     tags: tuple[str, ...],
     targets: tuple[str, ...],
     build_args: tuple[str, ...],
@@ -132,6 +134,12 @@ def build_command(
     """Build an image from a Dockerfile and a build context."""
     from forklift.build import BuildOptions, OutputSpec, build
 
+    if check_only:
+        from forklift.cli.check import check_command
+
+        ctx.invoke(check_command, dockerfile=file, build_args=build_args, targets=targets, context=context)
+        return
+    dockerfile_text = sys.stdin.read() if file == "-" else None
     args = _pairs(build_args, "--build-arg", from_env=True)
     epoch_text = args.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH")
     epoch: int | None = None
@@ -142,8 +150,9 @@ def build_command(
             raise ForkliftError(f"SOURCE_DATE_EPOCH={epoch_text!r} is not a number of seconds") from None
     options = BuildOptions(
         context=context,
-        root=obj.root,
-        dockerfile=Path(file) if file else None,
+        root=ctx.obj.root,
+        dockerfile=Path(file) if file and file != "-" else None,
+        dockerfile_text=dockerfile_text,
         tags=tags,
         targets=targets,
         build_args=args,

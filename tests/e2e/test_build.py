@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from registry_fixtures import RegistryServer, _plain_registry  # noqa: F401  (the fixture)
 
-from support import require_tool
 from forklift.build import BuildOptions, BuildResult, OutputSpec, build
 from forklift.errors import BuildError
 from forklift.report.progress import PlainRenderer
+from support import require_tool
 
 pytestmark = pytest.mark.e2e
 

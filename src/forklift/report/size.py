@@ -143,8 +143,27 @@ class BuildRecord:
 
     @property
     def left_out(self) -> tuple[StageWeight, ...]:
-        """Built stages other than the final one: what the multi-stage build did not ship."""
-        return tuple(s for s in self.stages if s.built and not s.final)
+        """Built stages other than the final one, except those the final image contains whole (a
+        stage the final stage is built FROM): what the multi-stage build did not ship."""
+        return tuple(s for s in self.stages if self.role(s) == "left out")
+
+    def role(self, stage: StageWeight) -> str:
+        """``final image``, ``left out``, ``in the final image`` (its layers all shipped: the final
+        stage is built on it) or ``not built``."""
+        if not stage.built:
+            return "not built"
+        if stage.final:
+            return "final image"
+        final = self.final
+        if (
+            final is not None
+            and stage.layers
+            and _has_layer_detail(stage)
+            and _has_layer_detail(final)
+            and set(stage.layer_digests) <= set(final.layer_digests)
+        ):
+            return "in the final image"
+        return "left out"
 
     def kept_out_bytes(self) -> int | None:
         """Bytes of layers the other stages made that the final image does not contain (each layer once).
@@ -931,7 +950,7 @@ def render_text(size: ImageSize, *, width: int = 100) -> str:
                 "-" if s.layers is None else str(s.layers),
                 human_bytes(s.size) if s.built else "-",
                 _bar(s.size, heaviest) if s.built else "",
-                "final image" if s.final else ("left out" if s.built else "not built"),
+                record.role(s),
             ]
             for s in sorted(record.stages, key=lambda s: s.index)
         ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from html import escape
 
-from forklift.report.size import ImageSize, StageWeight, human_bytes, summarize
+from forklift.report.size import BuildRecord, ImageSize, human_bytes, summarize
 
 _CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
@@ -53,19 +53,22 @@ def _bar(part: int, whole: int) -> str:
     return f'<div class="track"><div class="fill" style="width: {percent:.1f}%"></div></div>'
 
 
-def _stage_rows(stages: tuple[StageWeight, ...]) -> list[str]:
+def _stage_rows(record: BuildRecord) -> list[str]:
+    stages = record.stages
     heaviest = max((s.size for s in stages if s.built), default=0)
+    css_of = {
+        "not built": "stage-skipped",
+        "final image": "stage-final",
+        "in the final image": "stage-final",
+        "left out": "stage-left",
+    }
     rows: list[str] = []
     for s in sorted(stages, key=lambda st: st.index):
-        if not s.built:
-            css, role = "stage-skipped", "not built"
-        elif s.final:
-            css, role = "stage-final", "final image"
-        else:
-            css, role = "stage-left", "left out"
+        role = record.role(s)
         compressed = "" if s.compressed_bytes is None else human_bytes(s.compressed_bytes)
         rows.append(
-            f'<tr class="{css}"><td class="num">{s.index}</td><td><code>{escape(s.name)}</code></td>'
+            f'<tr class="{css_of.get(role, "")}"><td class="num">{s.index}</td>'
+            f"<td><code>{escape(s.name)}</code></td>"
             f"<td>{role}</td>"
             f'<td class="num">{"" if s.layers is None else s.layers}</td>'
             f'<td class="num">{human_bytes(s.size) if s.built else ""}</td>'
@@ -122,7 +125,7 @@ def render_html(size: ImageSize, *, title: str | None = None) -> str:
             "<thead><tr><th>#</th><th>stage</th><th>role</th><th>layers</th><th>size</th>"
             "<th>compressed</th><th></th></tr></thead>",
             "<tbody>",
-            *_stage_rows(record.stages),
+            *_stage_rows(record),
             "</tbody>",
             "</table>",
         ]

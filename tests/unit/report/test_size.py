@@ -19,6 +19,7 @@ from forklift.oci.mutate import EMPTY, append_layer, with_history
 from forklift.oci.store import Store
 from forklift.report.size import (
     BuildRecord,
+    ImageSize,
     StageWeight,
     analyze_image,
     build_record_path,
@@ -499,3 +500,25 @@ def test_enforce_max_size(store: Store, app: Image) -> None:
     enforce_max_size(store, app, "10MB", name="app")
     with pytest.raises(BuildError, match=r"image app is .* over the --max-size budget of 1KiB = 1\.0 kB"):
         enforce_max_size(store, app, "1KiB", name="app")
+
+
+def test_a_stage_the_final_image_is_built_on_is_not_left_out(store: Store) -> None:
+    builder, final = builder_and_final(store)
+    base_only = image_layers(final)[:1]
+    record = make_build_record(
+        store,
+        image_digest="sha256:" + "e" * 64,
+        image_id="",
+        final_index=2,
+        built=[
+            (0, "builder", image_layers(builder)),
+            (1, "base", base_only),  # FROM busybox AS base ... FROM base
+            (2, "final", image_layers(final)),
+        ],
+    )
+    assert [record.role(s) for s in record.stages] == ["left out", "in the final image", "final image"]
+    assert [s.name for s in record.left_out] == ["builder"]
+    assert "'base'" not in summarize(record)
+    assert "in the final image" in render_text(
+        ImageSize(name="x", digest=record.image_digest, image_id="", config_bytes=0, layers=(), build=record)
+    )

@@ -103,9 +103,9 @@ class BuildOptions:
     runtime: str | None = None
     source_date_epoch: int | None = None
     platform: str | None = None
-    build_contexts: Mapping[str, str] = field(
-        default_factory=dict
-    )  # NAME -> DIR|docker-image://|oci-layout://
+    # NAME -> DIR | docker-image://REF | oci-layout://PATH[:TAG]
+    build_contexts: Mapping[str, str] = field(default_factory=dict)
+    max_size: str | None = None  # fail when the image is bigger (``50MB``, ``1GiB``, bytes)
 
 
 @dataclass(frozen=True)
@@ -277,14 +277,19 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
             if env.wrote_cache:
                 store.set_roots("cache", [Digest.parse(d) for d in env.cache.layer_digests()])
 
+        from forklift.report.size import enforce_max_size, make_build_record, summarize, write_build_record
+
         built: list[BuiltImage] = []
         blobs: list[str] = []
+        summary: list[str] = []
         targets = graph.targets
         for position, target in enumerate(targets):
             result = results[str(target)]
             state = _final_state(result.state, options.labels)
             image, image_id, digest = _write_image(store, state, lease)
             tags = _tags_for(options.tags, position, len(targets))
+            if options.max_size is not None:
+                enforce_max_size(store, image, options.max_size, name=tags[0] if tags else result.name)
             for tag in tags:
                 if store.get_ref(_canonical(tag)) != Digest.parse(digest):
                     store.set_ref(_canonical(tag), Digest.parse(digest))
@@ -293,17 +298,23 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
                 _export(store, image, state, out, tags)
             built.append(BuiltImage(result.name, image_id, digest, tags, store.root))
             blobs.extend([digest, image_id, *(str(d.digest) for d in state.layers)])
+            # What each stage the target needed weighed (``forklift size`` reads it back).
+            needed = _ancestors(graph, target)
+            record = make_build_record(
+                store,
+                image_digest=digest,
+                image_id=image_id,
+                final_index=target,
+                built=[(i, results[str(i)].name, results[str(i)].state.layers) for i in sorted(needed)],
+                skipped=[(st.index, st.display_name) for st in graph.stages if not st.built],
+            )
+            write_build_record(store.root, digest, record)
+            summary.append(f"image {result.name}: {image_id}" + (f" ({', '.join(tags)})" if tags else ""))
+            summary.append(summarize(record))
     if options.iidfile is not None and built:
         options.iidfile.write_text(built[0].image_id)
     sizes = {r.name: sum(d.size for d in r.state.layers) for r in results.values()}
-    for b in built:
-        _record_stage_sizes(store, b, sizes)
     seconds = time.monotonic() - started
-    summary = [
-        f"image {b.target}: {b.image_id}" + (f" ({', '.join(b.tags)})" if b.tags else "") for b in built
-    ]
-    if len(sizes) > 1:
-        summary.append("stage sizes: " + ", ".join(f"{name} {_human(size)}" for name, size in sizes.items()))
     if memo_key is not None and not env.downloaded:
         memo.save(
             store.root,
@@ -349,6 +360,7 @@ def _memo_key(options: BuildOptions, context: Path, dockerfile: Path, text: str)
             "contexts": dict(options.build_contexts),
             "secrets": sorted(s.id for s in options.secrets),
             "ssh": sorted(options.ssh),
+            "max_size": options.max_size,
         }
     )
 
@@ -436,33 +448,17 @@ def _kill_containers(runtime: Runtime | None, state_dir: Path) -> None:
         )
 
 
-def _human(size: int) -> str:
-    """``812.3 MB`` (decimal units, as docker shows sizes)."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"
-
-
-def _record_stage_sizes(store: Store, built: BuiltImage, sizes: Mapping[str, int]) -> None:
-    """``<store>/builds/<manifest hex>.json``: what each stage weighed (for ``forklift size``)."""
-    import json
-    import os
-
-    path = store.root / "builds" / (built.digest.split(":", 1)[1] + ".json")
-    doc = {"target": built.target, "image_id": built.image_id, "stages": dict(sizes)}
-    text = json.dumps(doc, sort_keys=True)
-    try:
-        if path.read_text() == text:
-            return
-    except OSError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _ancestors(graph: Any, target: int) -> set[int]:
+    """``target`` and every stage it needs (FROM, COPY --from, RUN --mount from=), transitively."""
+    seen: set[int] = set()
+    todo = [target]
+    while todo:
+        index = todo.pop()
+        if index in seen:
+            continue
+        seen.add(index)
+        todo.extend(edge.dependency for edge in graph.stages[index].depends_on)
+    return seen
 
 
 def _read_dockerignore(context: Path, dockerfile: Path) -> DockerIgnore | None:

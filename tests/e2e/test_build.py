@@ -558,3 +558,19 @@ def test_cli_reads_the_dockerfile_from_stdin_and_check_stops_before_building(ctx
     (ctx / "Dockerfile").write_text("FROM busybox\nMAINTAINER me\nRUN exit 1\n")
     checked = subprocess.run([*base, "--check", str(ctx)], capture_output=True, text=True)
     assert checked.returncode == 0 and "MaintainerDeprecated" in checked.stdout  # RUN exit 1 never ran
+
+
+def test_build_summary_weighs_the_stages_and_max_size_fails_a_big_image(ctx: Path, store: Path) -> None:
+    from forklift.report.size import read_build_record
+
+    (ctx / "src.txt").write_text("binary\n")
+    dockerfile = (
+        "FROM busybox AS builder\nRUN dd if=/dev/zero of=/junk bs=1k count=512 && echo bin > /app\n"
+        "FROM busybox\nCOPY --from=builder /app /app\n"
+    )
+    result, progress = run_build(ctx, store, dockerfile)
+    assert "builder stage 'builder' weighed" in progress and "left out" in progress
+    record = read_build_record(store, result.image.digest)
+    assert record is not None and [s.name for s in record.left_out] == ["builder"]
+    with pytest.raises(BuildError, match="max-size"):
+        run_build(ctx, store, max_size="10kB")

@@ -100,6 +100,7 @@ def _ssh(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Stages run at once (default: CPUs).")
 @click.option("--runtime", default=None, help="OCI runtime: runc or crun (name or path).")
 @click.option("--platform", default=None, help="Target platform (os/arch).")
+@click.option("--max-size", default=None, help="Fail when the image is bigger than this (50MB, 1GiB).")
 @click.option(
     "--build-context",
     "build_contexts",
@@ -128,6 +129,7 @@ def build_command(
     jobs: int | None,
     runtime: str | None,
     platform: str | None,
+    max_size: str | None,
     build_contexts: tuple[str, ...],
     context: Path,
 ) -> None:
@@ -169,6 +171,7 @@ def build_command(
         source_date_epoch=epoch,
         platform=platform,
         build_contexts=_pairs(build_contexts, "--build-context", from_env=False),
+        max_size=max_size,
     )
     mode = "quiet" if quiet else progress
     if mode == "auto":

@@ -20,13 +20,20 @@ PY=.venv/bin/python
 if [[ -t 1 ]]; then bold=$'\e[1m' dim=$'\e[2m' red=$'\e[31m' reset=$'\e[0m'; else bold='' dim='' red='' reset=''; fi
 step() { printf '\n%s==> %s%s\n' "$bold" "$*" "$reset"; }
 note() { printf '%s    %s%s\n' "$dim" "$*" "$reset"; }
-fail() { printf '%sdemo: %s%s\n' "$red" "$*" "$reset" >&2; exit 1; }
+fail() {
+  printf '%sdemo: %s%s\n' "$red" "$*" "$reset" >&2
+  if ((${#timings[@]})); then
+    printf 'timings so far:\n' >&2
+    printf '    %s\n' "${timings[@]}" >&2
+  fi
+  exit 1
+}
 now() { date +%s.%N; }
+declare -a timings=()
 since() { "$PY" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
 
 command -v "$FORKLIFT" >/dev/null 2>&1 || [[ -x $FORKLIFT ]] || fail "$FORKLIFT not found (run: bash scripts/setup.sh demo)"
 demo_start=$(now)
-declare -a timings=()
 cold=0
 
 # ---- 1. base images ----------------------------------------------------------------------------------

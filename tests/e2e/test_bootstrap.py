@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_tool
 from forklift.bases.debian import (
     MERGED_USR_HOOK,
     DebianBase,
@@ -26,6 +25,7 @@ from forklift.bases.debian import (
 from forklift.errors import ForkliftError
 from forklift.oci.image import image_config, image_layers, load_image
 from forklift.oci.store import Store
+from support import require_tool
 
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -159,6 +159,7 @@ def test_bootstrap_imports_once_then_keeps_the_name(
     assert store.get_ref("docker.io/library/debian:test") == first.digest
     assert "I: extracting archives..." in lines  # stderr is passed on too
     assert "--dpkgopt=path-exclude=/usr/share/man/*" in calls.read_text()
+    assert "/docker-clean /etc/apt/apt.conf.d/docker-clean" in calls.read_text()  # the upload hook
     img = load_image(store, first.digest)
     config = image_config(img)
     assert config.config.env == (PATH_ENV,)
@@ -249,7 +250,9 @@ def test_real_mmdebstrap_slim_bookworm(tmp_path: Path) -> None:
     names = _layer_names(store, result.digest)
     assert "etc/debian_version" in names
     assert "usr/bin/apt-get" in names
-    assert "usr/bin/perl" not in names  # merged /usr by the hook, not by usrmerge (which needs perl)
+    # merged /usr by the hook, not by the usrmerge package (which pulls in the whole of perl)
+    assert not [n for n in names if n.startswith(("usr/lib/usrmerge/", "usr/share/perl/"))]
+    assert "etc/apt/apt.conf.d/docker-clean" in names
     assert not [n for n in names if n.startswith("usr/share/man/") and not n.endswith("/")]
     assert not [n for n in names if n.startswith("dev/") and n != "dev/"]
     assert not [

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import in_ci, require_tool
 from forklift.build import BuildOptions, BuildResult, OutputSpec, build
 from forklift.oci.archive import import_rootfs
 from forklift.oci.image import image_config, image_layers, load_image
 from forklift.oci.model import ContainerConfig
 from forklift.oci.store import Store
 from forklift.report.progress import PlainRenderer
+from support import in_ci, require_tool
 
 pytestmark = pytest.mark.e2e
 

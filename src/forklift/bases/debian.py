@@ -49,6 +49,22 @@ SLIM_PATH_FILTERS = (
     "path-exclude=/usr/share/man/*",
 )
 
+# apt settings the official Debian images carry in /etc/apt/apt.conf.d/docker-clean (same name, so a
+# Dockerfile that removes it to keep downloaded packages in a cache mount works as with those): no
+# binary package caches, and downloaded .debs removed after each run, so a `RUN apt-get install`
+# layer holds only what was installed.
+APT_CLEAN_NAME = "/etc/apt/apt.conf.d/docker-clean"
+_APT_CLEAN_RM = (
+    "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin"
+)
+APT_CLEAN_CONFIG = (
+    "# Written by forklift bootstrap: keep image layers free of apt's caches (as Debian's images do).\n"
+    f'DPkg::Post-Invoke {{ "{_APT_CLEAN_RM} || true"; }};\n'
+    f'APT::Update::Post-Invoke {{ "{_APT_CLEAN_RM} || true"; }};\n'
+    'Dir::Cache::pkgcache "";\n'
+    'Dir::Cache::srcpkgcache "";\n'
+)
+
 # mmdebstrap's package-set variants.
 VARIANTS = (
     "extract",
@@ -168,11 +184,14 @@ def image_config_for(base: DebianBase) -> ContainerConfig:
     return ContainerConfig(env=(f"PATH={IMAGE_PATH}",), cmd=("bash",))
 
 
-def mmdebstrap_argv(base: DebianBase, output: Path, *, program: str = "mmdebstrap") -> list[str]:
+def mmdebstrap_argv(
+    base: DebianBase, output: Path, *, program: str = "mmdebstrap", apt_clean: Path | None = None
+) -> list[str]:
     """The mmdebstrap command that writes ``base``'s root filesystem as a tarball to ``output``.
 
     The mode is left to mmdebstrap (root as root, else unshare). Tar output skips /dev's device
     nodes (``--skip=output/dev``): an image should not carry them, the runtime makes /dev.
+    ``apt_clean`` is a local file holding APT_CLEAN_CONFIG, uploaded into the image.
     """
     argv = [
         program,
@@ -189,6 +208,8 @@ def mmdebstrap_argv(base: DebianBase, output: Path, *, program: str = "mmdebstra
         argv.append("--include=" + ",".join(base.include))
     # Images ship without package lists and apt's binary caches (apt-get update fetches them).
     argv.append('--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin')
+    if apt_clean is not None:
+        argv.append(f"--customize-hook=upload {apt_clean} {APT_CLEAN_NAME}")
     argv += [base.suite, str(output), *base.sources()]
     return argv
 
@@ -239,7 +260,11 @@ def bootstrap_debian(
     workdir = Path(tempfile.mkdtemp(prefix="bootstrap-", dir=store.root))
     try:
         tarball = workdir / f"{base.file_stem()}.tar"
-        run_mmdebstrap(mmdebstrap_argv(base, tarball, program=program), on_output=on_output)
+        apt_clean = workdir / "docker-clean"
+        apt_clean.write_text(APT_CLEAN_CONFIG)
+        apt_clean.chmod(0o644)
+        argv = mmdebstrap_argv(base, tarball, program=program, apt_clean=apt_clean)
+        run_mmdebstrap(argv, on_output=on_output)
         digest = import_rootfs(
             store,
             tarball,

@@ -1,208 +1,273 @@
-"""Build engine benchmark: forklift on the peers' Dockerfiles (../shared/peers), next to BuildKit.
+"""Build benchmark: forklift next to BuildKit on the peers' Dockerfiles, in one run.
 
-Scenarios (each the median of RUNS runs, through the CLI so Python start-up is included):
+Uses ../shared/peers as is: the bases from make-bases.sh (/tmp/anchors/bases/{busybox,debian}.tar,
+loaded into a forklift store of its own), the contexts (ctx-multistage, and make-bigctx.sh's
+5,000-file 212 MB context), and the Dockerfiles with ``--build-arg BASE_REG=anchors``. BuildKit is
+the dockerd that ``../shared/peers/run-buildkit.sh start`` runs; without it forklift is timed
+alone, the table says the peer was unavailable and the ratios use the figures the peers README
+measured on this machine.
 
-* multistage: a builder stage that "compiles" (hello.c -> /hello), copied into a runtime stage,
-  on a busybox base (the peers' version installs gcc on Debian; with no Debian base here the
-  builder step is a copy, so cold times are not comparable, warm and touched are);
-* parallel: ../shared/peers/Dockerfile.parallel (three stages of ``sleep 2`` + 20 MB), against its
-  longest stage (2 s): the target is 1.15x;
-* bigctx: ../shared/peers/Dockerfile.bigctx on 5,000 small files + 3 x 64 MiB (212 MB): warm
-  (nothing changed) and touched (one small file's content changed).
+Scenarios (definitions of ../shared/peers/README.md):
+  multistage cold (--no-cache, apt included), warm (nothing changed), touched (hello.c's content
+  changed before each run); parallel (three ``sleep 2`` stages, --no-cache) against its longest
+  stage; bigctx cold (--no-cache), warm, touched (pkg00/f000.txt's content changed).
 
-BuildKit runs side by side when ``BENCH_DOCKER_HOST`` names a running dockerd (see
-../shared/peers/run-buildkit.sh start) with ``anchors/busybox:latest`` loaded; otherwise the
-ratios are against the BuildKit figures measured on this machine in ../shared/peers/README.md,
-and the output says so.
+Runs of the two builders alternate, so the load other work puts on this machine falls on both.
+Each cell is the median of --runs runs (cold multistage: --cold-runs, it downloads gcc). The
+table goes to stdout and, with every run's time, to bench/results/build.{txt,json}.
 
-    .venv/bin/python bench/bench_build.py [--runs 3] [--skip-bigctx]
+    .venv/bin/python bench/bench_build.py [--runs 5] [--cold-runs 1] [--skip-cold] [--skip-bigctx]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
-import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench/ is not a package: its modules import each other by path.
+from peers import (
+    DEFAULT_DOCKER_HOST,
+    Builder,
+    Timing,
+    buildkit_available,
+    buildkit_builder,
+    buildkit_version,
+    forklift_builder,
+    timed_run,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PEERS = REPO.parent / "shared" / "peers"
-FORKLIFT = REPO / ".venv" / "bin" / "forklift"
-# BuildKit (overlay2) on this machine, from ../shared/peers/README.md.
-BUILDKIT_REFERENCE = {
+RESULTS = REPO / "bench" / "results"
+BASES = Path(os.environ.get("BASES", "/tmp/anchors/bases"))
+# BuildKit (overlay2) as measured on this machine by the peers README (used when dockerd is down).
+README_BUILDKIT = {
+    "multistage cold": 7.56,
     "multistage warm": 0.09,
     "multistage touched": 0.37,
-    "parallel": 2.63,
+    "parallel cold": 2.63,
+    "bigctx cold": 2.27,
     "bigctx warm": 0.25,
     "bigctx touched": 2.26,
 }
+PARALLEL_LONGEST_STAGE = 2.0  # each stage is `sleep 2` plus 20 MB of urandom
+PARALLEL_TARGET = 1.15
 
 
-def busybox_store(root: Path) -> None:
-    """A store holding docker.io/library/busybox:latest made from /bin/busybox."""
-    from forklift.oci.archive import import_rootfs
-    from forklift.oci.model import ContainerConfig
-    from forklift.oci.store import Store
+@dataclass
+class Cell:
+    """One scenario: every run's timing per builder."""
 
-    rootfs = root.parent / "busybox-rootfs"
-    for d in ("bin", "etc", "tmp", "root", "usr/bin", "var"):
-        (rootfs / d).mkdir(parents=True, exist_ok=True)
-    shutil.copy2("/bin/busybox", rootfs / "bin" / "busybox")
-    for applet in subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True).stdout.split():
-        link = rootfs / "bin" / applet
-        if applet != "busybox" and not link.exists():
-            link.symlink_to("busybox")
-    (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    tar_path = root.parent / "busybox.tar"
-    with tarfile.open(tar_path, "w") as tar:
-        for p in sorted(rootfs.rglob("*")):
-            tar.add(p, arcname=str(p.relative_to(rootfs)), recursive=False)
-    config = ContainerConfig(env=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",))
-    import_rootfs(Store(root), tar_path, name="docker.io/library/busybox:latest", config=config)
+    name: str
+    runs: dict[str, list[Timing]] = field(default_factory=dict)
+
+    def median_wall(self, builder: str) -> float | None:
+        """Median wall seconds of ``builder``'s runs, None when it did not run."""
+        times = self.runs.get(builder)
+        return statistics.median(t.wall for t in times) if times else None
+
+    def median_cpu(self, builder: str) -> float | None:
+        """Median CPU seconds (user + system of the process tree)."""
+        times = self.runs.get(builder)
+        return statistics.median(t.cpu for t in times) if times else None
 
 
-def forklift(root: Path, context: Path, dockerfile: Path, *extra: str) -> float:
-    """One ``forklift build`` (wall time in seconds)."""
-    started = time.monotonic()
-    subprocess.run(
-        [str(FORKLIFT), "--root", str(root), "build", "-q", "-f", str(dockerfile), *extra, str(context)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},
-    )
-    return time.monotonic() - started
+def append_line(path: Path) -> Callable[[], None]:
+    """A 'touch' that changes ``path``'s content (an mtime change alone invalidates no builder)."""
+
+    def touch() -> None:
+        with path.open("a") as f:
+            f.write(f"/* {time.time_ns()} */\n")
+
+    return touch
 
 
-def buildkit(context: Path, dockerfile: Path, *extra: str) -> float | None:
-    """One BuildKit build through a running dockerd, or None when there is none."""
-    host = os.environ.get("BENCH_DOCKER_HOST")
-    if not host:
-        return None
-    started = time.monotonic()
-    subprocess.run(
-        ["/usr/bin/docker", "build", "-q", "--network=host", "--build-arg", "BASE_REG=anchors", *extra,
-         "-f", str(dockerfile), str(context)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env={**os.environ, "DOCKER_HOST": host, "DOCKER_BUILDKIT": "1"},
-    )  # fmt: skip
-    return time.monotonic() - started
-
-
-def median(fn: object, runs: int, before: object = None) -> float:
-    """Median wall time of ``runs`` calls of ``fn`` (``before`` runs untimed before each)."""
-    times = []
+def measure(
+    cell: Cell,
+    builders: list[Builder],
+    argv_for: Callable[[Builder], list[str]],
+    runs: int,
+    before: Callable[[], None] | None = None,
+    warmup: bool = False,
+) -> Cell:
+    """Time ``runs`` runs per builder, alternating builders; ``before`` runs untimed before each."""
+    if warmup:
+        for b in builders:
+            timed_run(argv_for(b), b.env)
     for _ in range(runs):
-        if callable(before):
-            before()
-        assert callable(fn)
-        times.append(fn())
-    return statistics.median(times)
+        for b in builders:
+            if before is not None:
+                before()
+            t = timed_run(argv_for(b), b.env)
+            cell.runs.setdefault(b.name, []).append(t)
+            print(f"    {cell.name:20s} {b.name:9s} {t.wall:7.2f} s", file=sys.stderr, flush=True)
+    return cell
 
 
-def report(name: str, ours: float, theirs: float | None) -> None:
-    """One result line: our time, BuildKit's (measured or reference), and the ratio."""
-    if theirs is None:
-        ref = BUILDKIT_REFERENCE.get(name)
-        if ref is None:
-            print(f"{name:22s} forklift {ours:6.2f} s")
-            return
-        print(
-            f"{name:22s} forklift {ours:6.2f} s   BuildKit {ref:6.2f} s (reference)  ratio {ours / ref:.2f}x"
+def prepare_store(forklift: Path, root: Path) -> None:
+    """Load the peers' bases into ``root`` unless they are there already."""
+    listed = subprocess.run(
+        [str(forklift), "--root", str(root), "images"], capture_output=True, text=True, check=True
+    ).stdout
+    for name in ("busybox", "debian"):
+        if f"anchors/{name} " not in listed:
+            tar = BASES / f"{name}.tar"
+            if not tar.exists():
+                sys.exit(f"{tar} is missing: run ../shared/peers/make-bases.sh first")
+            subprocess.run([str(forklift), "--root", str(root), "load", "-i", str(tar)], check=True)
+
+
+def prepare_contexts(work: Path) -> tuple[Path, Path]:
+    """Fresh copies of the multistage context and the big context (the touched runs edit them)."""
+    ms = work / "ctx-ms"
+    shutil.rmtree(ms, ignore_errors=True)
+    shutil.copytree(PEERS / "ctx-multistage", ms)
+    big = work / "ctx-big"
+    subprocess.run([str(PEERS / "make-bigctx.sh"), str(big)], check=True, stdout=subprocess.DEVNULL)
+    return ms, big
+
+
+def ratio(ours: float | None, theirs: float | None) -> str:
+    """forklift / BuildKit, formatted."""
+    if ours is None or not theirs:
+        return "-"
+    return f"{ours / theirs:.2f}x"
+
+
+def render(cells: list[Cell], peer_live: bool, extra_lines: list[str]) -> str:
+    """The result table (Markdown)."""
+    peer_col = "BuildKit (this run)" if peer_live else "BuildKit (README, peer unavailable)"
+    lines = [
+        f"| scenario | forklift s (median) | forklift CPU s | {peer_col} s | ratio forklift/BuildKit |"
+        " BuildKit README s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        ours = c.median_wall("forklift")
+        theirs = c.median_wall("buildkit") if peer_live else README_BUILDKIT.get(c.name)
+        cpu = c.median_cpu("forklift")
+        readme = README_BUILDKIT.get(c.name)
+        lines.append(
+            f"| {c.name} | {fmt(ours)} | {fmt(cpu)} | {fmt(theirs)} | {ratio(ours, theirs)} | {fmt(readme)} |"
         )
-    else:
-        ratio = ours / theirs
-        print(f"{name:22s} forklift {ours:6.2f} s   BuildKit {theirs:6.2f} s (this run)  ratio {ratio:.2f}x")
+    return "\n".join([*lines, "", *extra_lines]) + "\n"
 
 
-def main() -> None:
-    """Run the scenarios and print a table."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--skip-bigctx", action="store_true")
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="forklift-bench-"))
-    try:
-        root = work / "store"
-        busybox_store(root)
-        base = "FROM busybox"
+def fmt(value: float | None) -> str:
+    """Seconds with two decimals, or '-'."""
+    return "-" if value is None else f"{value:.2f}"
 
-        # -- multistage --------------------------------------------------------------------------
-        ms = work / "ms"
-        ms.mkdir()
-        shutil.copy(PEERS / "ctx-multistage" / "hello.c", ms / "hello.c")
-        ms_file = work / "Dockerfile.ms"
-        ms_file.write_text(
-            f"{base} AS builder\nWORKDIR /src\nCOPY hello.c .\nRUN cp hello.c /hello && chmod 755 /hello\n"
-            f"{base} AS runtime\nCOPY --from=builder /hello /usr/local/bin/hello\nUSER 65534\n"
-            'CMD ["/usr/local/bin/hello"]\n'
-        )
-        report("multistage cold", median(lambda: forklift(root, ms, ms_file, "--no-cache"), args.runs), None)
-        forklift(root, ms, ms_file)
-        report("multistage warm", median(lambda: forklift(root, ms, ms_file), args.runs), None)
-        counter = iter(range(10**6))
 
-        def touch_ms() -> None:
-            (ms / "hello.c").write_text(
-                (PEERS / "ctx-multistage" / "hello.c").read_text() + f"// {next(counter)}\n"
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=5, help="timed runs per warm/touched/parallel cell")
+    p.add_argument("--cold-runs", type=int, default=1, help="timed runs of the cold multistage build (apt)")
+    p.add_argument("--skip-cold", action="store_true", help="skip the cold multistage build")
+    p.add_argument("--skip-bigctx", action="store_true")
+    p.add_argument("--skip-parallel", action="store_true")
+    p.add_argument("--no-peer", action="store_true", help="time forklift alone")
+    p.add_argument("--work", type=Path, default=Path("/tmp/forklift-bench"), help="contexts and store")
+    p.add_argument("--forklift", type=Path, default=REPO / ".venv" / "bin" / "forklift")
+    p.add_argument("--docker-host", default=os.environ.get("BENCH_DOCKER_HOST", DEFAULT_DOCKER_HOST))
+    p.add_argument("--results", type=Path, default=RESULTS, help="where build.{txt,json} go")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every scenario for both builders and write the table."""
+    args = parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    store = args.work / "store"
+    prepare_store(args.forklift, store)
+    ms, big = prepare_contexts(args.work)
+
+    builders = [forklift_builder(args.forklift, store, "anchors")]
+    why_not = "disabled (--no-peer)" if args.no_peer else None
+    if why_not is None:
+        why_not = buildkit_available(args.docker_host, ("anchors/busybox:latest", "anchors/debian:latest"))
+    peer_live = why_not is None
+    if peer_live:
+        builders.append(buildkit_builder(args.docker_host, "anchors"))
+    print(f"peer: {buildkit_version(args.docker_host) if peer_live else 'unavailable: ' + str(why_not)}",
+          file=sys.stderr)  # fmt: skip
+
+    ms_df = PEERS / "Dockerfile.multistage"
+    par_df = PEERS / "Dockerfile.parallel"
+    big_df = PEERS / "Dockerfile.bigctx"
+    cells: list[Cell] = []
+    extra: list[str] = []
+
+    def run(
+        name: str,
+        df: Path,
+        ctx: Path,
+        runs: int,
+        *flags: str,
+        before: Callable[[], None] | None = None,
+        warmup: bool = False,
+    ) -> Cell:
+        cell = measure(Cell(name), builders, lambda b: b.argv(df, ctx, *flags), runs, before, warmup)
+        cells.append(cell)
+        return cell
+
+    # The multistage warm/touched cells need a built cache: the cold cell (or a first build) makes it.
+    if not args.skip_cold:
+        run("multistage cold", ms_df, ms, args.cold_runs, "--no-cache", "-t", "bench-ms")
+    run("multistage warm", ms_df, ms, args.runs, "-t", "bench-ms", warmup=True)
+    run("multistage touched", ms_df, ms, args.runs, "-t", "bench-ms", before=append_line(ms / "hello.c"))
+
+    if not args.skip_parallel:
+        par = run("parallel cold", par_df, ms, args.runs, "--no-cache", "-t", "bench-par")
+        single = run("parallel one stage", par_df, ms, args.runs, "--no-cache", "--target", "a")
+        for b in builders:
+            whole, one = par.median_wall(b.name), single.median_wall(b.name)
+            assert whole is not None and one is not None
+            extra.append(
+                f"parallel, {b.name}: {whole / PARALLEL_LONGEST_STAGE:.2f}x the 2 s stage, "
+                f"{whole / one:.2f}x its own one-stage build (target <= {PARALLEL_TARGET}x)"
             )
-            time.sleep(0.15)
 
-        report("multistage touched", median(lambda: forklift(root, ms, ms_file), args.runs, touch_ms), None)
+    if not args.skip_bigctx:
+        run("bigctx cold", big_df, big, args.runs, "--no-cache", "-t", "bench-big")
+        run("bigctx warm", big_df, big, args.runs, "-t", "bench-big", warmup=True)
+        run("bigctx touched", big_df, big, args.runs, "-t", "bench-big",
+            before=append_line(big / "pkg00" / "f000.txt"))  # fmt: skip
 
-        # -- parallel ----------------------------------------------------------------------------
-        par_file = work / "Dockerfile.parallel"
-        par_file.write_text(
-            (PEERS / "Dockerfile.parallel").read_text().replace("${BASE_REG}/busybox:latest", "busybox")
-        )
-        empty = work / "empty"
-        empty.mkdir()
-        par = median(lambda: forklift(root, empty, par_file, "--no-cache"), args.runs)
-        report("parallel", par, buildkit(empty, PEERS / "Dockerfile.parallel", "--no-cache"))
-        print(f"{'':22s} = {par / 2.0:.2f}x the longest stage (target 1.15x; default --jobs = CPUs here)")
-        par3 = median(lambda: forklift(root, empty, par_file, "--no-cache", "--jobs", "3"), args.runs)
-        report("parallel --jobs 3", par3, None)
-        print(f"{'':22s} = {par3 / 2.0:.2f}x the longest stage")
-
-        # -- bigctx ------------------------------------------------------------------------------
-        if not args.skip_bigctx:
-            big = work / "big"
-            for i in range(50):
-                pkg = big / f"pkg{i:02d}"
-                pkg.mkdir(parents=True)
-                for j in range(100):
-                    (pkg / f"f{j:03d}.txt").write_text(f"{i} {j}\n" * 20)
-            for k in range(3):
-                with open(big / f"blob{k}.bin", "wb") as f:
-                    f.write(os.urandom(64 << 20))
-            big_file = work / "Dockerfile.bigctx"
-            big_file.write_text(
-                (PEERS / "Dockerfile.bigctx").read_text().replace("${BASE_REG}/busybox:latest", "busybox")
-            )
-            report("bigctx cold", forklift(root, big, big_file), None)
-            time.sleep(0.15)
-            forklift(root, big, big_file)
-            report("bigctx warm", median(lambda: forklift(root, big, big_file), args.runs), None)
-
-            def touch_big() -> None:
-                (big / "pkg00" / "f000.txt").write_text(f"changed {next(counter)}\n")
-                time.sleep(0.15)
-
-            report(
-                "bigctx touched", median(lambda: forklift(root, big, big_file), args.runs, touch_big), None
-            )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    if not os.environ.get("BENCH_DOCKER_HOST"):
-        print("BuildKit figures: ../shared/peers/README.md (set BENCH_DOCKER_HOST to measure side by side)")
+    command = "bench/bench_build.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    header = [
+        f"# forklift vs BuildKit, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"command: .venv/bin/python {command.strip()}",
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
+        f"peer: {buildkit_version(args.docker_host) if peer_live else 'unavailable: ' + str(why_not)}",
+        "",
+    ]
+    table = "\n".join(header) + render(cells, peer_live, extra)
+    print(table)
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "build.txt").write_text(table)
+    record = {
+        "command": command.strip(),
+        "peer_live": peer_live,
+        "peer": why_not or buildkit_version(args.docker_host),
+        "cells": [
+            {"name": c.name, "runs": {k: [asdict(t) for t in v] for k, v in c.runs.items()}} for c in cells
+        ],
+        "notes": extra,
+    }
+    (args.results / "build.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO / "src"))
     main()

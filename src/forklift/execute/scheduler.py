@@ -87,7 +87,14 @@ def run_stages(
                 pending.clear()
             if not running:
                 break
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            try:
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            except BaseException:
+                # Interrupted (Ctrl-C): stop the running stages instead of waiting for them.
+                cancel.set()
+                if on_cancel is not None:
+                    on_cancel()
+                raise
             for fut in done:
                 name = running.pop(fut)
                 err = fut.exception()

@@ -90,3 +90,22 @@ def test_unknown_dependency_and_cycle_are_plan_errors() -> None:
         run_stages([StageTask("a", ("zz",))], run)
     with pytest.raises(PlanError, match="a -> b -> a"):
         run_stages([StageTask("a", ("b",)), StageTask("b", ("a",))], run)
+
+
+def test_an_interrupt_stops_running_stages_through_on_cancel(monkeypatch: pytest.MonkeyPatch) -> None:
+    import forklift.execute.scheduler as scheduler
+
+    stopped = threading.Event()
+
+    def run(task: StageTask, done: Mapping[str, None], cancel: threading.Event) -> None:
+        stopped.wait(5)
+        if cancel.is_set():
+            raise Cancelled()
+
+    def interrupted_wait(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scheduler, "wait", interrupted_wait)
+    with pytest.raises(KeyboardInterrupt):
+        run_stages([StageTask("long")], run, jobs=1, on_cancel=stopped.set)
+    assert stopped.is_set()

@@ -51,6 +51,6 @@ def test_memo_is_stale_when_refs_or_blobs_change(tmp_path: Path) -> None:
 
 
 def test_a_just_modified_file_is_not_trusted(tmp_path: Path) -> None:
-    store, context, f = setup(tmp_path)
+    store, _, f = setup(tmp_path)
     f.write_text("fresh")
     assert not memo.save(store, memo.memo_key({}), {"blobs": []}, {"a.txt": sig(f)})

@@ -26,7 +26,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -755,27 +755,14 @@ def write_build_record(root: Path, manifest_digest: str, record: BuildRecord) ->
 
 
 def read_build_record(root: Path, manifest_digest: str) -> BuildRecord | None:
-    """The record ``forklift build`` left for the image ``manifest_digest``; None when there is none.
-
-    Also reads the early ``<root>/builds/<hex>.json`` documents (``{"target", "image_id", "stages":
-    {name: bytes}}``), which know only each stage's stored bytes.
-    """
+    """The record ``forklift build`` left for the image ``manifest_digest``; None when there is none
+    (or it is damaged, or of another version)."""
     try:
-        digest = Digest.parse(manifest_digest)
-    except ImageError:
+        path = build_record_path(root, manifest_digest)
+        doc = json.loads(path.read_text())
+    except (ImageError, OSError, ValueError):
         return None
-    for path, reader in (
-        (build_record_path(root, manifest_digest), _record_from_json),
-        (root / "builds" / f"{digest.hex}.json", _record_from_early_json),
-    ):
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        record = reader(doc, str(digest))
-        if record is not None:
-            return record
-    return None
+    return _record_from_json(doc, manifest_digest)
 
 
 def _opt_int(value: Any) -> int | None:
@@ -806,21 +793,6 @@ def _record_from_json(doc: Any, manifest_digest: str) -> BuildRecord | None:
             image_id=str(doc.get("image_id", "")),
             target=str(doc.get("target", "")),
             stages=stages,
-        )
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return None
-
-
-def _record_from_early_json(doc: Any, manifest_digest: str) -> BuildRecord | None:
-    try:
-        target = str(doc["target"])
-        sizes: Mapping[str, Any] = doc["stages"]
-        stages = tuple(
-            StageWeight(index=i, name=str(name), final=str(name) == target, stored_bytes=int(size))
-            for i, (name, size) in enumerate(sizes.items())
-        )
-        return BuildRecord(
-            image_digest=manifest_digest, image_id=str(doc.get("image_id", "")), target=target, stages=stages
         )
     except (AttributeError, KeyError, TypeError, ValueError):
         return None

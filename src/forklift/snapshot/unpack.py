@@ -69,6 +69,8 @@ class ApplyOptions:
     compute_diff_id: bool = False  # hash the whole uncompressed stream (costs ~1 ms per MB)
     # Called with each entry's layer path ("etc/passwd"); True leaves the entry out.
     exclude: Callable[[str], bool] | None = None
+    # False: ``.wh.*`` entries are ordinary files (ADD of a user's archive is not an image layer).
+    whiteouts: bool = True
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class AppliedLayer:
     skipped_reasons: tuple[str, ...] = field(default=())
 
 
-@dataclass
+@dataclass(slots=True)
 class _Member:
     name: bytes
     typeflag: bytes
@@ -130,9 +132,12 @@ class _TarReader:
         self.offset += len(data)
         return data
 
-    def read_exact(self, n: int, what: str) -> bytes:
+    def read_exact(self, n: int, what: str | bytes) -> bytes:
+        """Exactly ``n`` bytes; ``what`` (a description, or an entry name) is only for the error."""
         data = self.read(n)
         if len(data) != n:
+            if isinstance(what, bytes):
+                what = f"the data of {os.fsdecode(what)!r}"
             raise ImageError(
                 f"layer is truncated: {what} needs {n} bytes at offset {self.offset - len(data)}"
             )
@@ -240,15 +245,15 @@ class _TarReader:
             size=size,
             mtime=mtime,
             linkname=linkname,
-            devmajor=_number(block[329:337], "devmajor"),
-            devminor=_number(block[337:345], "devminor"),
+            devmajor=_number(block[329:337], "devmajor") if typeflag in (b"3", b"4") else 0,
+            devminor=_number(block[337:345], "devminor") if typeflag in (b"3", b"4") else 0,
             xattrs=xattrs,
         )
 
 
 def _check_checksum(block: bytes, offset: int) -> None:
     stored = _number(block[148:156], "checksum")
-    unsigned = sum(block[:148]) + 8 * 0x20 + sum(block[156:])
+    unsigned = sum(block) - sum(block[148:156]) + 8 * 0x20
     if stored == unsigned:
         return
     signed = unsigned - 2 * sum(b for b in block[:148] + block[156:] if b >= 0x80)
@@ -258,6 +263,10 @@ def _check_checksum(block: bytes, offset: int) -> None:
 
 def _number(field_bytes: bytes, what: str) -> int:
     """A numeric header field: octal text, or GNU base-256 when the high bit is set."""
+    try:  # the common case: zero-padded octal, NUL- or space-terminated (int() strips spaces)
+        return int(field_bytes.rstrip(b"\0 ") or b"0", 8)
+    except ValueError:
+        pass
     if field_bytes and field_bytes[0] & 0x80:
         value = int.from_bytes(field_bytes[1:], "big")
         if field_bytes[0] == 0xFF:  # negative base-256
@@ -310,12 +319,14 @@ def _split_name(name: bytes, what: str) -> list[bytes]:
         raise ImageError(f"{what} is longer than {_PATH_MAX} bytes")
     if b"\0" in name:
         raise ImageError(f"{what} contains a NUL byte")
-    parts = [p for p in name.split(b"/") if p and p != b"."]
+    if name.startswith((b"/", b"./")) or b"//" in name or b"/./" in name or name.endswith(b"/."):
+        parts = [p for p in name.split(b"/") if p and p != b"."]
+    else:  # the common, already clean name: only a directory's trailing slash to drop
+        parts = name.rstrip(b"/").split(b"/") if name not in (b"", b".") else []
     if b".." in parts:
         raise ImageError(f"{what} {os.fsdecode(name)!r} has a '..' component: refusing to leave the root")
-    for part in parts:
-        if len(part) > _NAME_MAX:
-            raise ImageError(f"{what} has a component longer than {_NAME_MAX} bytes")
+    if len(name) > _NAME_MAX and parts and max(map(len, parts)) > _NAME_MAX:
+        raise ImageError(f"{what} has a component longer than {_NAME_MAX} bytes")
     return parts
 
 
@@ -426,7 +437,7 @@ class _Applier:
             return
         parent = self.resolve_dir(tuple(parts[:-1]), create=True)
         base = parts[-1]
-        if base.startswith(_WHITEOUT):
+        if base.startswith(_WHITEOUT) and self.opts.whiteouts:
             reader.skip(data_left + (-data_left % _BLOCK), "whiteout data")
             self.whiteout(parent, base, member.mtime)
             return
@@ -486,15 +497,22 @@ class _Applier:
             fd = os.open(full, flags, 0o600)
         self.created.add(target)
         self.counts["files"] += 1
+        size = member.size
+        pad = -size % _BLOCK
         try:
-            remaining = member.size
-            while remaining:
-                data = reader.read_exact(min(remaining, _CHUNK), f"the data of {os.fsdecode(member.name)!r}")
-                view = memoryview(data)
+            if size <= _CHUNK:  # one read takes the data and its padding
+                view = memoryview(reader.read_exact(size + pad, member.name))[:size]
                 while view:
                     view = view[os.write(fd, view) :]
-                remaining -= len(data)
-            self.counts["bytes"] += member.size
+                pad = 0
+            else:
+                remaining = size
+                while remaining:
+                    view = memoryview(reader.read_exact(min(remaining, _CHUNK), member.name))
+                    remaining -= len(view)
+                    while view:
+                        view = view[os.write(fd, view) :]
+            self.counts["bytes"] += size
             if self.chown:
                 os.fchown(fd, member.uid, member.gid)
             os.fchmod(fd, member.mode)  # after chown, which clears set-id bits
@@ -502,7 +520,8 @@ class _Applier:
             os.utime(fd, ns=(member.mtime * 1_000_000_000, member.mtime * 1_000_000_000))
         finally:
             os.close(fd)
-        reader.skip(-member.size % _BLOCK, "padding")
+        if pad:
+            reader.skip(pad, "padding")
 
     def hardlink(self, target: tuple[bytes, ...], member: _Member) -> None:
         link_parts = _split_name(member.linkname, "hardlink target")

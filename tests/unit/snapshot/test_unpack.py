@@ -260,3 +260,10 @@ def test_directory_source_round_trip_of_busybox(busybox_rootfs: Path, tmp_path: 
     result = apply_layer(io.BytesIO(blob.getvalue()), target)
     assert describe(target) == describe(busybox_rootfs)
     assert result.symlinks > 100
+
+
+def test_whiteouts_can_be_plain_files_for_user_archives(tmp_path: Path) -> None:
+    root = lower(tmp_path / "root")
+    apply(tar_bytes(entry("etc/.wh.passwd", data=b"just a file")), root, whiteouts=False)
+    assert (root / "etc" / "passwd").read_text() == "lower passwd"
+    assert (root / "etc" / ".wh.passwd").read_bytes() == b"just a file"

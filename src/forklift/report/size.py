@@ -40,7 +40,7 @@ from forklift.oci.image import (
     image_id,
     image_manifest,
 )
-from forklift.oci.model import Descriptor, Digest, MediaType
+from forklift.oci.model import Descriptor, Digest, HistoryEntry, MediaType
 from forklift.oci.store import Store
 
 DEFAULT_TOP_FILES = 5
@@ -566,7 +566,11 @@ def analyze_image(
     """
     layers: list[LayerSize] = []
     empty_steps = 0
-    for entry, desc in history_with_layers(img):
+    steps = history_with_layers(img)
+    # A config whose history names fewer layers than the manifest holds still has those layers.
+    described = sum(1 for _, d in steps if d is not None)
+    steps += [(HistoryEntry(), d) for d in image_manifest(img).layers[described:]]
+    for entry, desc in steps:
         if desc is None:
             empty_steps += 1
             continue

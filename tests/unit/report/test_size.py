@@ -522,3 +522,17 @@ def test_a_stage_the_final_image_is_built_on_is_not_left_out(store: Store) -> No
     assert "in the final image" in render_text(
         ImageSize(name="x", digest=record.image_digest, image_id="", config_bytes=0, layers=(), build=record)
     )
+
+
+def test_layers_the_history_does_not_describe_still_count(store: Store, app: Image) -> None:
+    from dataclasses import replace
+
+    from forklift.oci.image import image_config
+    from forklift.oci.mutate import with_image_config
+
+    config = image_config(app)
+    short = with_image_config(app, replace(config, history=config.history[:1]))  # names 1 of 3 layers
+    write_image(store, short, name="docker.io/library/short:latest")
+    size = analyze_image(store, load_image(store, "docker.io/library/short:latest"))
+    assert [layer.step for layer in size.layers] == ["ADD rootfs.tar /", "", ""]
+    assert size.uncompressed == analyze_image(store, app).uncompressed

@@ -586,9 +586,15 @@ class _Applier:
         self.counts["whiteouts"] += 1
         if base == _OPAQUE:
             if self.opts.mode == "overlay":
-                os.setxattr(
-                    self.path(parent), self.opts.overlay_xattr_prefix + "opaque", b"y", follow_symlinks=False
-                )
+                xattr = self.opts.overlay_xattr_prefix + "opaque"
+                try:
+                    os.setxattr(self.path(parent), xattr, b"y", follow_symlinks=False)
+                except PermissionError as exc:
+                    raise ImageError(
+                        f"cannot mark an overlay directory opaque ({xattr}): not permitted",
+                        hint="trusted.* xattrs need root; use overlay_xattr_prefix='user.overlay.' "
+                        "with a userxattr overlay mount",
+                    ) from exc
             else:
                 self.prune_lower(parent)
             return

@@ -96,7 +96,8 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, root: Path | None) -> None:
     """forklift: a daemonless container image builder for multi-stage Dockerfiles."""
-    ctx.obj = CliContext(root=root if root is not None else default_root())
+    # Absolute: runtime bundles and overlay mount options must not depend on the working directory.
+    ctx.obj = CliContext(root=(root if root is not None else default_root()).absolute())
 
 
 class CliContext:

@@ -62,3 +62,20 @@ def test_unknown_command_suggests_the_closest() -> None:
     assert proc.returncode == 2
     assert "did you mean 'build'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_relative_root_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Path] = []
+
+    @cli.command("probe-abs-root")
+    @click.pass_obj
+    def probe(obj: object) -> None:
+        seen.append(obj.root)  # type: ignore[attr-defined]
+
+    monkeypatch.chdir(tmp_path)
+    try:
+        result = CliRunner().invoke(cli, ["--root", "store", "probe-abs-root"])
+    finally:
+        cli.commands.pop("probe-abs-root", None)
+    assert result.exit_code == 0, result.output
+    assert seen == [tmp_path / "store"]

@@ -574,3 +574,23 @@ def test_build_summary_weighs_the_stages_and_max_size_fails_a_big_image(ctx: Pat
     assert record is not None and [s.name for s in record.left_out] == ["builder"]
     with pytest.raises(BuildError, match="max-size"):
         run_build(ctx, store, max_size="10kB")
+
+
+def test_a_rerun_copy_links_the_unchanged_files_of_its_previous_snapshot(ctx: Path, store: Path) -> None:
+    (ctx / "src").mkdir()
+    for i in range(20):
+        (ctx / "src" / f"f{i}.txt").write_text(f"file {i}\n")
+    first, _ = run_build(ctx, store, "FROM busybox\nCOPY src /src\n")
+    time.sleep(0.15)
+    (ctx / "src" / "f0.txt").write_text("changed\n")
+    second, _ = run_build(ctx, store)
+    _, config = image_json(store, second)
+    diff_id = config["rootfs"]["diff_ids"][-1]  # type: ignore[index]
+    snapshot = store / "snapshots" / diff_id.replace(":", "-")
+    assert (snapshot / "src" / "f0.txt").read_text() == "changed\n"
+    assert (snapshot / "src" / "f0.txt").stat().st_nlink == 1  # the changed file was copied
+    assert (snapshot / "src" / "f5.txt").stat().st_nlink == 2  # an unchanged one is shared
+    rootfs = ctx.parent / "rootfs"
+    run_build(ctx, store, outputs=(OutputSpec(type="local", dest=rootfs),))
+    assert sorted(p.name for p in (rootfs / "src").iterdir()) == sorted(f"f{i}.txt" for i in range(20))
+    assert first.image.image_id != second.image.image_id

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from forklift.oci.compression import Compression
     from forklift.oci.registry.auth import Credentials
     from forklift.oci.registry.client import RegistryClient, RegistryOptions
+    from forklift.oci.registry.reference import Reference
 
 CACHE_ARTIFACT_TYPE = "application/vnd.forklift.cache.v1+json"
 CACHE_CONFIG_TYPE = "application/vnd.forklift.cache.config.v1+json"
@@ -609,7 +610,7 @@ def _read_layout_index(root: Path) -> list[Descriptor]:
 @contextmanager
 def _registry(
     ref: str, options: RegistryOptions | None, credentials: Credentials | None, docker_config: Path | None
-) -> Iterator[tuple[RegistryClient, Any]]:
+) -> Iterator[tuple[RegistryClient, Reference]]:
     from forklift.oci.registry.client import RegistryClient
     from forklift.oci.registry.reference import parse_reference
     from forklift.oci.registry.transfer import credentials_for
@@ -849,6 +850,13 @@ def _import_layer(
             # The store keeps this layer uncompressed: rebuild exactly that blob from the transport form.
             with blobs.open_blob(store, desc, lease) as fh, open_uncompressed(fh) as tar:
                 store.put_stream(tar, stored, size=layer.size, lease=lease)
+            compression = (
+                MediaType.compression(desc.media_type) if MediaType.is_layer(desc.media_type) else ""
+            )
+            if compression in ("gzip", "zstd") and store.has(desc.digest):
+                # The transport blob (fetched from a registry) is this layer's compressed form: a later
+                # push or --cache-to sends it as it is instead of compressing again.
+                store.record_compressed(Digest.parse(layer.diff_id), compression, desc.digest, desc.size)
             return layer
         # Stored in some other form: keep the transport blob, checked against the diff_id.
         blobs.store_blob(store, desc, lease)

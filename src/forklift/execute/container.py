@@ -14,6 +14,7 @@ never deliver it); one that catches it gets ``stop_timeout`` seconds before it i
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -236,6 +237,90 @@ class SignalForwarder:
 # ---- running -------------------------------------------------------------------------------------------
 
 
+SCRATCH_PREFIX = ".container-"
+
+
+@contextlib.contextmanager
+def container_scratch(snapshots: SnapshotCache) -> Iterator[Path]:
+    """A fresh scratch dir (for upper, work and the rootfs mount) on the snapshots' filesystem.
+
+    The dir is ``flock``ed for as long as the run lasts (made under another name and renamed
+    once locked, so no other run ever sees it unlocked); ``remove_stale_scratch`` uses that to
+    tell a live run's dir from one left by a forklift that was killed. Removed afterwards,
+    unless its rootfs is somehow still mounted (deleting through a mount is never right).
+    """
+    token = uuid.uuid4().hex[:16]
+    making = snapshots.root / f".making{SCRATCH_PREFIX}{token}"
+    making.mkdir()
+    fd = os.open(making, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        scratch = snapshots.root / f"{SCRATCH_PREFIX}{token}"
+        os.rename(making, scratch)
+        try:
+            yield scratch
+        finally:
+            if not os.path.ismount(scratch / "rootfs"):
+                shutil.rmtree(scratch, ignore_errors=True)
+    finally:
+        os.close(fd)
+
+
+def _live_rootfses(runtime: OciRuntime) -> set[str]:
+    """The rootfs of every container another ``forklift run`` still has (whose forklift may be gone)."""
+    live: set[str] = set()
+    try:
+        state_dirs = [d for d in RUN_STATE_ROOT.iterdir() if d.is_dir()]
+    except OSError:
+        return live
+    for state_dir in state_dirs:
+        for container in (c for c in state_dir.iterdir() if c.is_dir()):
+            done = subprocess.run(
+                [str(runtime.binary), "--root", str(state_dir), "state", container.name],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                check=False,
+            )
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                doc = json.loads(done.stdout)
+                if doc.get("status") != "stopped":
+                    live.add(os.path.realpath(doc["rootfs"]))
+    return live
+
+
+def remove_stale_scratch(snapshots: SnapshotCache, runtime: OciRuntime) -> list[Path]:
+    """Remove the scratch dirs of runs whose forklift was killed (unlocked), unless a container
+    still runs on one; returns what was removed. A leftover overlay mount is detached first."""
+    stale = []
+    for path in snapshots.root.glob(f"{SCRATCH_PREFIX}*"):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)  # a live run holds it
+            continue
+        stale.append((path, fd))
+    removed = []
+    live = _live_rootfses(runtime) if stale else set()
+    for path, fd in stale:
+        try:
+            rootfs = path / "rootfs"
+            if os.path.realpath(rootfs) in live:
+                continue
+            if os.path.ismount(rootfs):
+                # Rare (a killed run): the util-linux command rather than another mount(2) binding.
+                subprocess.run(["umount", "--lazy", str(rootfs)], capture_output=True, check=False)
+            if not os.path.ismount(rootfs):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
+
+
 def _rootfs(lowers: Sequence[Path], scratch: Path, stack: contextlib.ExitStack) -> Path:
     """The container's writable rootfs: overlayfs, else (where it cannot mount) the copy fallback."""
     from forklift.snapshot.overlay import OverlayError, writable_rootfs
@@ -271,10 +356,11 @@ def run_container(
     lowers = image_lowers(store, snapshots, img)
     state_dir = RUN_STATE_ROOT / uuid.uuid4().hex[:12]
     runtime = cached_runtime(store.root, options.runtime_name, state_dir)
-    scratch = snapshots.scratch_dir("container")
+    remove_stale_scratch(snapshots, runtime)
     devnull: int | None = None
     try:
         with contextlib.ExitStack() as stack:
+            scratch = stack.enter_context(container_scratch(snapshots))
             rootfs = _rootfs(lowers, scratch, stack)
             process = container_process(
                 config,
@@ -300,8 +386,5 @@ def run_container(
     finally:
         if devnull is not None:
             os.close(devnull)
-        # Never walk into a rootfs that is somehow still mounted: that would delete through it.
-        if not os.path.ismount(scratch / "rootfs"):
-            shutil.rmtree(scratch, ignore_errors=True)
         with contextlib.suppress(OSError):
             state_dir.rmdir()

@@ -208,6 +208,10 @@ class Stepper:
         self.no_cache = no_cache
         self.last_miss: str | None = None  # the text of the last step that ran, for explanations
         self.ran = False
+        # While a step runs: the inputs and snapshot of the last build's step at the same position
+        # (a COPY re-links the files that did not change from it instead of copying them again).
+        self.previous_inputs: StepInputs | None = None
+        self.previous_snapshot: Path | None = None
 
     def title(self, index: int, text: str) -> str:
         """``[builder 2/5] RUN make`` as BuildKit shows a step."""
@@ -256,6 +260,8 @@ class Stepper:
                     else explain_miss(previous, inputs, parent_reason=self._parent_reason())
                 )
                 env.events(StepMissed(vertex, reason))
+            self.previous_inputs = previous
+            self.previous_snapshot = self._previous_snapshot(previous)
             try:
                 outcome = run(vertex) if run is not None else Outcome(None)
             except ForkliftError as err:
@@ -295,6 +301,15 @@ class Stepper:
         if record.layer is None:
             return state.with_history(entry)
         return state.with_layer(layer_descriptor(record.layer), record.layer.diff_id, entry)
+
+    def _previous_snapshot(self, previous: StepInputs | None) -> Path | None:
+        if previous is None:
+            return None
+        before = self.env.cache.get(previous.key())
+        if before is None or before.layer is None:
+            return None
+        path = self.env.snapshots.path(before.layer.diff_id)
+        return path if path.is_dir() else None
 
     def _parent_reason(self) -> str:
         if self.last_miss is not None:

@@ -46,6 +46,7 @@ class Placed:
     entry: SourceEntry | None  # None: an inline (heredoc) file
     data: bytes = b""
     archive: bool = False  # ADD: extract this file (a tar archive) into ``dest``
+    key: str = ""  # the source path as the cache inputs name it (match/relpath)
 
 
 def _entry_line(e: SourceEntry) -> str:
@@ -207,7 +208,8 @@ def place(
                 target = base
             if target == "" and e.kind == "dir":
                 continue  # the root itself: nothing to write
-            placed.append(Placed(target, e, archive=archive))
+            key = posixpath.join(m.match, e.relpath) if e.relpath else m.match
+            placed.append(Placed(target, e, archive=archive, key=key))
     for path, data in inline:
         target = posixpath.join(base, path) if as_dir else base
         placed.append(Placed(target, None, data=data))
@@ -303,7 +305,10 @@ def _write_entry(
     owner: tuple[int, int] | None,
     chmod: str | None,
     dir_times: list[tuple[Path, int]],
+    reuse: Path | None = None,
 ) -> None:
+    """Write one placed entry into the staging dir. ``reuse``: the same file in the previous
+    snapshot of this step, known to be identical; it is hard-linked (snapshots are immutable)."""
     target = staging / p.dest
     e = p.entry
     if e is None:
@@ -338,6 +343,12 @@ def _write_entry(
         os.lchown(target, uid, gid)
         os.utime(target, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
     elif e.kind == "file":
+        if reuse is not None:
+            try:
+                os.link(reuse, target)
+                return
+            except OSError:
+                pass  # another filesystem, or a link limit: copy
         shutil.copyfile(e.path, target, follow_symlinks=False)
         os.chown(target, uid, gid)
         os.chmod(target, apply_chmod(chmod, e.mode, False) if chmod else e.mode)
@@ -490,10 +501,15 @@ def run_copy(
                 )
                 owner = _owner(view, chown)
                 dir_times: list[tuple[Path, int]] = []
+                same = _unchanged_files(stepper, inputs)
+                old = stepper.previous_snapshot
                 for p in placed:
                     parent = posixpath.dirname(p.dest)
                     _make_parents(staging, None if op.link else view, parent, now)
-                    _write_entry(p, staging, owner, chmod, dir_times)
+                    reuse = None
+                    if old is not None and p.entry is not None and p.entry.kind == "file" and not p.archive:
+                        reuse = _reusable(old / p.dest, p, owner, chmod, same)
+                    _write_entry(p, staging, owner, chmod, dir_times, reuse)
                 for path, mtime_ns in reversed(dir_times):
                     os.utime(path, ns=(mtime_ns, mtime_ns))
                 layer = store_layer(env, DirectorySource(staging))
@@ -514,6 +530,41 @@ def run_copy(
             run=run,
             location=str(op.location),
         )
+
+
+def _unchanged_files(stepper: Stepper, inputs: StepInputs) -> set[str]:
+    """Source paths whose entry (kind, mode, owner, content digest) is what the last build at this
+    step position copied, when that build had the same instruction (same destination and flags)."""
+    before = stepper.previous_inputs
+    if before is None or before.instruction != inputs.instruction or before.parent != inputs.parent:
+        return set()
+    old = {f for s in before.sources for f in s.files}
+    return {path for s in inputs.sources for path, line in s.files if (path, line) in old}
+
+
+def _reusable(
+    candidate: Path, p: Placed, owner: tuple[int, int] | None, chmod: str | None, same: set[str]
+) -> Path | None:
+    """``candidate`` (in the previous snapshot) when it is exactly the file entry ``p`` becomes:
+    same content and metadata in the cache inputs, and the same size, mtime, mode and owner on disk."""
+    e = p.entry
+    if e is None or p.key not in same:
+        return None
+    try:
+        st = os.lstat(candidate)
+    except OSError:
+        return None
+    uid, gid = owner if owner is not None else (e.uid, e.gid)
+    mode = apply_chmod(chmod, e.mode, False) if chmod else e.mode
+    if (
+        stat.S_ISREG(st.st_mode)
+        and st.st_size == e.size
+        and st.st_mtime_ns == e.mtime_ns
+        and stat.S_IMODE(st.st_mode) == mode
+        and (st.st_uid, st.st_gid) == (uid, gid)
+    ):
+        return candidate
+    return None
 
 
 def _from_memo_key(env: BuildEnv, op: CopyOp, done: dict[int, StageResult], local: list[str]) -> str | None:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from forklift.errors import ForkliftError
+from forklift.execute.container import RUN_STATE_ROOT
+from forklift.runtime.oci import OciRuntime
 
 FORKLIFT = Path(sys.executable).with_name("forklift")
 CONFIGURED = "docker.io/library/configured:latest"
@@ -103,6 +106,15 @@ def test_tty_under_a_pseudo_terminal(store: Path, tool: Callable[[str], str]) ->
     )
     assert without.returncode == 1
     assert b"not a tty" in without.stdout
+    # -it: an interactive shell on the terminal; what is typed reaches it, its status comes back.
+    shell = subprocess.run(
+        [script, "-qec", command.replace(" -t busybox tty", " -it busybox sh"), "/dev/null"],
+        capture_output=True,
+        timeout=60,
+        input=b"echo hello-$((6*7))\nexit 5\n",
+    )
+    assert shell.returncode == 5, shell.stdout
+    assert b"hello-42" in shell.stdout
 
 
 @pytest.mark.e2e
@@ -208,6 +220,42 @@ def test_writes_never_reach_the_image(store: Path) -> None:
     snapshots = store / "snapshots"
     assert not list(snapshots.glob("*/marker"))
     assert not [p.name for p in snapshots.iterdir() if p.name.startswith(".container-")]
+
+
+@pytest.mark.e2e
+def test_scratch_of_a_killed_run_is_removed_by_the_next(store: Path, oci_runtime: OciRuntime) -> None:
+    """A forklift killed with SIGKILL cannot clean up; the next run removes what it left, but
+    never the scratch dir of a container that still runs (its runtime outlived forklift)."""
+    from forklift.execute.container import remove_stale_scratch
+    from forklift.execute.snapshots import SnapshotCache
+
+    snapshots = SnapshotCache(store)
+    proc = subprocess.Popen(
+        [str(FORKLIFT), "--root", str(store), "run", "busybox", "sh", "-c", "echo ready; exec sleep 1000"],
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    orphan_scratch = list(snapshots.root.glob(".container-*"))
+    proc.kill()
+    proc.wait()
+    assert len(orphan_scratch) == 1 and orphan_scratch[0].is_dir()
+    assert remove_stale_scratch(snapshots, oci_runtime) == []  # its container still runs
+    assert (orphan_scratch[0] / "rootfs" / "bin" / "busybox").exists()
+    # Stop the orphaned container the way a user would: with the runtime, in its state dir.
+    runc = str(oci_runtime.binary)
+    for state_dir in RUN_STATE_ROOT.iterdir():
+        for container in state_dir.iterdir():
+            state = subprocess.run(
+                [runc, "--root", str(state_dir), "state", container.name], capture_output=True
+            )
+            if orphan_scratch[0].name.encode() in state.stdout:
+                subprocess.run([runc, "--root", str(state_dir), "kill", container.name, "KILL"], check=True)
+    for _ in range(60):  # the orphaned runtime notices the exit and deletes the container
+        if remove_stale_scratch(snapshots, oci_runtime) == orphan_scratch:
+            break
+        time.sleep(0.5)
+    assert not orphan_scratch[0].exists()
 
 
 @pytest.mark.e2e

@@ -118,6 +118,16 @@ class BlobWriter:
         """Always True (file-like protocol)."""
         return True
 
+    def written_sha256(self) -> tuple[str, int] | None:
+        """(hex sha256, size) of what was written so far, when this writer hashes with sha256.
+
+        A layer writer streaming an uncompressed tar in here uses it as the diff_id instead of
+        hashing every byte a second time (compression.DigestingSink).
+        """
+        if self._algorithm != "sha256":
+            return None
+        return self._hash.copy().hexdigest(), self._size
+
     def flush(self) -> None:
         """Flush Python's buffer (durability comes from commit's fsync)."""
         self._fh.flush()

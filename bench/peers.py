@@ -69,7 +69,9 @@ def timed_run(argv: list[str], env: dict[str, str]) -> Timing:
 def forklift_builder(executable: Path, root: Path, base_reg: str) -> Builder:
     """forklift through its console script (start-up included), on store ``root``."""
     prefix = (str(executable), "--root", str(root), "build", "-q", "--build-arg", f"BASE_REG={base_reg}")
-    return Builder("forklift", prefix)
+    # As a user runs it: with byte-code caching (an empty value turns PYTHONDONTWRITEBYTECODE off;
+    # with it on, every module edited since its .pyc was written is compiled again on each run).
+    return Builder("forklift", prefix, env={"PYTHONDONTWRITEBYTECODE": ""})
 
 
 def buildkit_builder(docker_host: str, base_reg: str) -> Builder:

@@ -7,10 +7,12 @@ whose in-memory streams the command relays through pipes.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,10 +22,13 @@ from click.testing import CliRunner, Result
 
 from forklift.errors import ForkliftError
 from forklift.execute.container import RUN_STATE_ROOT
+from forklift.oci.image import Image
+from forklift.oci.store import Store
 from forklift.runtime.oci import OciRuntime
 
 FORKLIFT = Path(sys.executable).with_name("forklift")
 CONFIGURED = "docker.io/library/configured:latest"
+LAYERED = "docker.io/library/layered:latest"
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +53,29 @@ def store(
     )
     s = Store(root)
     write_image(s, with_config(load_image(s, name), config), name=CONFIGURED)
+    write_image(s, _with_second_layer(s, load_image(s, name)), name=LAYERED)
     return root
+
+
+def _with_second_layer(store: Store, img: Image) -> Image:
+    """``img`` plus a layer that adds /etc/layer2, deletes /bin/vi (a whiteout) and hides what /usr
+    held (an opaque directory): the container must see the layers merged in order."""
+    from forklift.oci.model import Descriptor, Digest, MediaType
+    from forklift.oci.mutate import append_layer
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        usr = tarfile.TarInfo("usr")
+        usr.type, usr.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(usr)
+        for name, data in (("etc/layer2", b"two\n"), ("bin/.wh.vi", b""), ("usr/.wh..wh..opq", b"")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    blob = buffer.getvalue()
+    digest = store.put_bytes(blob)
+    layer = Descriptor(media_type=MediaType.OCI_LAYER, digest=digest, size=len(blob))
+    return append_layer(img, layer, Digest.parse(str(digest)))
 
 
 def cli_run(store: Path, *args: str, input: bytes | None = None) -> Result:
@@ -168,6 +195,15 @@ def test_env_from_image_and_options(store: Path, tmp_path: Path) -> None:
     env_file.write_text("# a comment\n\nFROM_FILE=file\nGREETING=from-file\n")
     both = run_ok(store, "--env-file", str(env_file), "-e", "GREETING=from-cli", "-e", "EXTRA=1", *show)
     assert both == "from-cli 1 file\n"  # -e wins over --env-file, which wins over ENV
+
+
+@pytest.mark.e2e
+def test_layers_are_merged_in_order(store: Path) -> None:
+    script = (
+        "cat /etc/layer2; test -e /bin/vi || echo vi-gone; ls -A /usr | wc -l; test -e /bin/ls && echo ls"
+    )
+    assert run_ok(store, "layered", "sh", "-c", script) == "two\nvi-gone\n0\nls\n"
+    assert run_ok(store, "busybox", "sh", "-c", script) == "1\nls\n"  # the base alone
 
 
 @pytest.mark.e2e

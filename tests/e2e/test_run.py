@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from forklift.errors import ForkliftError
+from forklift.errors import ForkliftError, ImageError
 from forklift.execute.container import RUN_STATE_ROOT
 from forklift.oci.image import Image
 from forklift.oci.store import Store
@@ -333,3 +333,25 @@ def test_env_file_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert _env_file(path) == [("A", "1"), ("B", " spaced "), ("FROM_HOST", "h"), ("C", "x=y")]
     with pytest.raises(ForkliftError, match="cannot read"):
         _env_file(tmp_path / "absent")
+
+
+def test_find_image_by_name_digest_and_id(busybox_image: Callable[[Path], str], store_root: Path) -> None:
+    from forklift.execute.container import find_image
+    from forklift.oci.image import image_id, load_image
+    from forklift.oci.registry.reference import familiar_name
+
+    name = busybox_image(store_root)
+    s = Store(store_root)
+    img = load_image(s, name)
+    ident = image_id(img).hex
+    for text in ("busybox", "busybox:latest", name, str(img.digest), f"sha256:{ident}", ident[:12]):
+        assert find_image(s, text).digest == img.digest, text
+    with pytest.raises(ImageError) as near:
+        find_image(s, "busybx")
+    assert near.value.hint == f"did you mean {familiar_name(name)}?"
+    with pytest.raises(ImageError) as far:
+        find_image(s, "postgres")
+    assert far.value.hint is not None and "busybox:latest" in far.value.hint
+    with pytest.raises(ImageError) as empty:
+        find_image(Store(store_root / "empty"), "busybox")
+    assert empty.value.hint is not None and "store is empty" in empty.value.hint

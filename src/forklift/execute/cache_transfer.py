@@ -447,19 +447,65 @@ class CacheExportResult:
     skipped: int  # keys with no usable record (pruned, or a layer no longer stored)
 
 
-def collect_entries(store: Store, keys: Iterable[str]) -> tuple[list[CacheEntry], int]:
-    """The entries for ``keys`` whose record exists and whose layer is stored; and how many were not."""
+def collect_entries(
+    store: Store, keys: Iterable[str], lease: Lease | None = None
+) -> tuple[list[CacheEntry], int]:
+    """The entries for ``keys`` whose record exists and whose layer blob is stored (written from its
+    snapshot first when the engine kept the layer only as a snapshot); and how many were not."""
     cache = BuildCache(store.root)
     entries: list[CacheEntry] = []
     skipped = 0
     for key in keys:
         entry = read_entry(cache, key)
         layer = entry.record.layer if entry is not None else None
-        if entry is None or (layer is not None and not store.has(Digest.parse(layer.digest))):
+        if entry is None or (layer is not None and not _layer_blob(store, entry, lease)):
             skipped += 1
             continue
         entries.append(entry)
     return entries, skipped
+
+
+def _layer_blob(store: Store, entry: CacheEntry, lease: Lease | None) -> bool:
+    """Whether the entry's layer blob is in the store, writing it from the step's snapshot if need be.
+
+    The engine may record a layer lazily (``data["layer_source"]``: "upper" for a RUN, "dir" for a
+    COPY) and keep only its snapshot, writing the blob when an image containing it is stored; a
+    builder stage's layers never are. The writer is deterministic, so the blob written here is the
+    recorded one (checked against its digest on commit). This mirrors ``engine.materialize_layers``,
+    which needs a whole build environment; see the module's notes for the function cache export
+    would rather call.
+    """
+    layer = entry.record.layer
+    assert layer is not None
+    digest = Digest.parse(layer.digest)
+    if store.has(digest):
+        if lease is not None:
+            lease.add(digest)
+        return True
+    kind = entry.record.data.get("layer_source")
+    from forklift.execute.snapshots import SnapshotCache
+
+    snapshot = SnapshotCache(store.root).path(layer.diff_id)
+    if kind not in ("upper", "dir") or not snapshot.is_dir():
+        return False
+    from forklift.snapshot.diff import (
+        DirectorySource,
+        LayerOptions,
+        LayerSource,
+        OverlayUpperSource,
+        write_layer,
+    )
+
+    epoch = dict(entry.inputs.metadata).get("source_date_epoch")
+    source: LayerSource = OverlayUpperSource(snapshot) if kind == "upper" else DirectorySource(snapshot)
+    options = LayerOptions(compression="none", clamp_mtime=int(epoch) if epoch else None)
+    try:
+        with store.writer() as writer:
+            write_layer(source, writer, options)
+            writer.commit(digest, size=layer.size, lease=lease)
+    except (DigestMismatch, OSError):
+        return False  # the snapshot no longer makes that layer: leave the entry out
+    return True
 
 
 def _unique_layers(entries: Sequence[CacheEntry]) -> list[LayerRef]:
@@ -513,18 +559,15 @@ def export_cache(
     ``destination.dest`` under ``destination.tag``. Raises ForkliftError subclasses on failure.
     """
     keys = select_keys(stages, destination.mode)
-    entries, skipped = collect_entries(store, keys)
-    wanted = set(keys)
-    kept_stages = tuple(
-        StageCacheKeys(s.stage, tuple(k for k in s.keys if k in wanted), s.final)
-        for s in stages
-        if destination.mode == "max" or s.final
-    )
-    config = CacheDocument(destination.mode, kept_stages, tuple(entries)).to_bytes()
     with store.lease() as lease:
-        for entry in entries:
-            if entry.record.layer is not None:
-                lease.add(Digest.parse(entry.record.layer.digest))
+        entries, skipped = collect_entries(store, keys, lease)
+        wanted = {e.record.key for e in entries}
+        kept_stages = tuple(
+            StageCacheKeys(s.stage, tuple(k for k in s.keys if k in wanted), s.final)
+            for s in stages
+            if destination.mode == "max" or s.final
+        )
+        config = CacheDocument(destination.mode, kept_stages, tuple(entries)).to_bytes()
         layers = [
             _transport_form(store, layer, destination.compression, lease) for layer in _unique_layers(entries)
         ]
@@ -839,13 +882,13 @@ def _import_layer(
     desc = by_diff_id.get(layer.diff_id)
     if desc is None:
         raise ForkliftError(f"{location}: the cache export lacks the layer {layer.diff_id}")
-    if desc.digest == stored:
-        blobs.store_blob(store, desc, lease)
-        return layer
     from forklift.oci.compression import open_uncompressed
 
     plain = MediaType.is_layer(layer.media_type) and MediaType.compression(layer.media_type) == "none"
     try:
+        if desc.digest == stored:
+            blobs.store_blob(store, desc, lease)  # verified against its digest on the way in
+            return layer
         if plain and layer.digest == layer.diff_id:
             # The store keeps this layer uncompressed: rebuild exactly that blob from the transport form.
             with blobs.open_blob(store, desc, lease) as fh, open_uncompressed(fh) as tar:
@@ -862,10 +905,10 @@ def _import_layer(
         blobs.store_blob(store, desc, lease)
         with store.open_blob(desc.digest, size=desc.size) as fh, open_uncompressed(fh) as tar:
             _check_diff_id(tar, layer.diff_id)
-    except DigestMismatch:
+    except ImageError as err:
         raise ForkliftError(
-            f"{location}: layer {layer.diff_id} of the cache export does not match its digest",
-            hint="the export is corrupt; nothing of that layer was kept",
+            f"{location}: layer {layer.diff_id} of the cache export is corrupt ({err.message})",
+            hint="nothing of that layer was kept, and no cache entry was written",
         ) from None
     return LayerRef(str(desc.digest), layer.diff_id, desc.size, desc.media_type)
 

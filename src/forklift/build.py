@@ -175,7 +175,13 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
     from forklift.dockerfile.syntax import parse
     from forklift.execute.cache import BuildCache
     from forklift.execute.context import SourceTree, StatCache
-    from forklift.execute.engine import BuildEnv, ExecOptions, RuntimeProvider, StageResult
+    from forklift.execute.engine import (
+        BuildEnv,
+        ExecOptions,
+        RuntimeProvider,
+        StageResult,
+        materialize_layers,
+    )
     from forklift.execute.scheduler import StageTask, run_stages
     from forklift.execute.snapshots import SnapshotCache
     from forklift.execute.stage import run_stage
@@ -275,7 +281,8 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
             shutil.rmtree(state_dir, ignore_errors=True)
             stat_cache.save()
             if env.wrote_cache:
-                store.set_roots("cache", [Digest.parse(d) for d in env.cache.layer_digests()])
+                kept = [Digest.parse(d) for d in env.cache.layer_digests()]
+                store.set_roots("cache", [d for d in kept if store.has(d)])
 
         from forklift.report.size import enforce_max_size, make_build_record, summarize, write_build_record
 
@@ -286,6 +293,7 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
         for position, target in enumerate(targets):
             result = results[str(target)]
             state = _final_state(result.state, options.labels)
+            materialize_layers(env, state)
             image, image_id, digest = _write_image(store, state, lease)
             tags = _tags_for(options.tags, position, len(targets))
             if options.max_size is not None:

@@ -572,6 +572,9 @@ def test_build_summary_weighs_the_stages_and_max_size_fails_a_big_image(ctx: Pat
     assert "builder stage 'builder' weighed" in progress and "left out" in progress
     record = read_build_record(store, result.image.digest)
     assert record is not None and [s.name for s in record.left_out] == ["builder"]
+    builder_layer = record.left_out[0].layer_digests[-1]  # the builder's RUN: never shipped
+    assert not (store / "blobs" / "sha256" / builder_layer.split(":")[1]).exists()  # so never written
+    assert (store / "snapshots" / builder_layer.replace(":", "-")).is_dir()  # its content is the snapshot
     with pytest.raises(BuildError, match="max-size"):
         run_build(ctx, store, max_size="10kB")
 

@@ -116,19 +116,62 @@ class StageResult:
 # ---- layers and snapshots ----------------------------------------------------------------------
 
 
-def store_layer(env: BuildEnv, source: LayerSource, options: LayerOptions | None = None) -> LayerRef | None:
+class _DigestOnly:
+    """A write sink that keeps nothing (write_layer hashes what passes through)."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def store_layer(
+    env: BuildEnv, source: LayerSource, options: LayerOptions | None = None, *, lazy: bool = False
+) -> LayerRef | None:
     """Write ``source`` as an uncompressed layer blob; None when it holds no entries (no layer).
 
-    Layers stay uncompressed in the store (cheap to make and to hash); exporters compress.
+    Layers stay uncompressed in the store (cheap to make and to hash); exporters compress. With
+    ``lazy`` only the digests are computed: the step's snapshot is the layer's content, and the
+    blob is written from it (byte-identical, the writer is deterministic) when an image that
+    contains the layer is written (``materialize_layers``); a builder stage's layers never are.
     """
     opts = options or LayerOptions()
     opts = replace(opts, compression="none", clamp_mtime=env.options.source_date_epoch)
+    if lazy:
+        digests = write_layer(source, _DigestOnly(), opts)
+        if digests.entries == 0:
+            return None
+        return LayerRef(digests.digest, digests.diff_id, digests.size, MediaType.OCI_LAYER)
     with env.store.writer() as writer:
         digests = write_layer(source, writer, opts)
         if digests.entries == 0:
             return None
         digest, size = writer.commit(Digest.parse(digests.digest), lease=env.lease)
     return LayerRef(str(digest), digests.diff_id, size, MediaType.OCI_LAYER)
+
+
+def materialize_layers(env: BuildEnv, state: StageState) -> None:
+    """Write the blob of every lazy layer of ``state`` from its snapshot (before the image is stored)."""
+    from forklift.errors import BuildError
+    from forklift.snapshot.diff import DirectorySource, OverlayUpperSource
+
+    for desc, diff_id in zip(state.layers, state.config.diff_ids):
+        if env.store.has(desc.digest):
+            if env.lease is not None:
+                env.lease.add(desc.digest)
+            continue
+        kind = state.lazy.get(str(desc.digest))
+        snapshot = env.snapshots.path(str(diff_id))
+        if kind is None or not snapshot.is_dir():
+            raise BuildError(
+                f"layer {desc.digest} has neither a blob nor a snapshot", hint="build with --no-cache"
+            )
+        source: LayerSource = OverlayUpperSource(snapshot) if kind == "upper" else DirectorySource(snapshot)
+        opts = LayerOptions(compression="none", clamp_mtime=env.options.source_date_epoch)
+        with env.store.writer() as writer:
+            write_layer(source, writer, opts)
+            writer.commit(desc.digest, size=desc.size, lease=env.lease)
 
 
 def layer_descriptor(layer: LayerRef) -> Descriptor:
@@ -187,6 +230,7 @@ class Outcome:
 
     layer: LayerRef | None
     snapshot_dir: Path | None = None
+    source_kind: str = ""  # a lazy layer: "upper" (RUN) or "dir" (COPY, WORKDIR); its snapshot is the content
 
 
 class Stepper:
@@ -242,13 +286,16 @@ class Stepper:
             record is not None
             and record.layer is not None
             and not env.store.has(Digest.parse(record.layer.digest))
+            and not (record.data.get("layer_source") and env.snapshots.has(record.layer.diff_id))
         ):
             record = None  # the layer was pruned: run again
         position = StepPosition(env.options.scope, self.stage_name, index)
         previous = env.cache.last_inputs(position)
         if record is not None:
             if env.lease is not None and record.layer is not None:
-                env.lease.add(Digest.parse(record.layer.digest))
+                layer_digest = Digest.parse(record.layer.digest)
+                if env.store.has(layer_digest):  # a lazy layer has no blob yet
+                    env.lease.add(layer_digest)
             if visible:
                 env.events(StepCached(vertex))
                 env.events(StepDone(vertex, time.monotonic() - started, cached=True))
@@ -281,7 +328,8 @@ class Stepper:
                 env.snapshots.adopt(outcome.layer.diff_id, outcome.snapshot_dir)
             elif outcome.snapshot_dir is not None:
                 shutil.rmtree(outcome.snapshot_dir, ignore_errors=True)
-            record = CacheRecord(key=key, created=env.now(), layer=outcome.layer)
+            data = {"layer_source": outcome.source_kind} if outcome.source_kind and outcome.layer else {}
+            record = CacheRecord(key=key, created=env.now(), layer=outcome.layer, data=data)
             env.cache.put(record, inputs)
             env.wrote_cache = True
             self.last_miss = text
@@ -300,7 +348,11 @@ class Stepper:
         )
         if record.layer is None:
             return state.with_history(entry)
-        return state.with_layer(layer_descriptor(record.layer), record.layer.diff_id, entry)
+        state = state.with_layer(layer_descriptor(record.layer), record.layer.diff_id, entry)
+        kind = record.data.get("layer_source")
+        if kind:
+            state = replace(state, lazy={**state.lazy, record.layer.digest: kind})
+        return state
 
     def _previous_snapshot(self, previous: StepInputs | None) -> Path | None:
         if previous is None:

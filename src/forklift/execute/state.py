@@ -26,6 +26,9 @@ class StageState:
     cmd_set: bool = False  # CMD given in this stage (an ENTRYPOINT then keeps it)
     base: str = ""  # what the stage started from ("scratch", an image name, a stage name)
     base_created: str | None = None  # the base image's created time (a stage with no step keeps it)
+    lazy: Mapping[str, str] = field(
+        default_factory=dict
+    )  # layer digest -> snapshot kind, blob not yet written
 
     @property
     def container(self) -> ContainerConfig:

@@ -512,11 +512,11 @@ def run_copy(
                     _write_entry(p, staging, owner, chmod, dir_times, reuse)
                 for path, mtime_ns in reversed(dir_times):
                     os.utime(path, ns=(mtime_ns, mtime_ns))
-                layer = store_layer(env, DirectorySource(staging))
+                layer = store_layer(env, DirectorySource(staging), lazy=True)
                 if layer is None:
                     shutil.rmtree(staging, ignore_errors=True)
                     return Outcome(None)
-                return Outcome(layer, staging)
+                return Outcome(layer, staging, source_kind="dir")
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
@@ -642,11 +642,11 @@ def run_workdir(
                     uid, gid, _ = resolve_user(view, state.container.user)
                     owner = (uid, gid)
                 os.chown(staging / rel, *owner)
-            layer = store_layer(env, DirectorySource(staging))
+            layer = store_layer(env, DirectorySource(staging), lazy=True)
             if layer is None:
                 shutil.rmtree(staging, ignore_errors=True)
                 return Outcome(None)
-            return Outcome(layer, staging)
+            return Outcome(layer, staging, source_kind="dir")
 
     return stepper.step(
         state,

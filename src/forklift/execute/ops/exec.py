@@ -185,7 +185,7 @@ def _execute(
                 location=op.location,
                 hint=("last output:\n" + "\n".join(lines)) if lines else None,
             )
-        layer = store_layer(env, OverlayUpperSource(upper))
+        layer = store_layer(env, OverlayUpperSource(upper), lazy=True)
         if layer is None:
             return Outcome(None)
         # The upper directory is the new layer's snapshot: move it out of the scratch dir (same
@@ -193,7 +193,7 @@ def _execute(
         adopt = env.snapshots.scratch_dir("adopt")
         os.rmdir(adopt)
         os.rename(upper, adopt)
-        return Outcome(layer, adopt)
+        return Outcome(layer, adopt, source_kind="upper")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

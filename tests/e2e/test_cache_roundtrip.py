@@ -10,14 +10,23 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from registry_fixtures import RegistryServer, _plain_registry  # noqa: F401  (the fixture)
+from registry_fixtures import (
+    PASSWORD,
+    USER,
+    RegistryServer,
+    _basic_registry,  # noqa: F401  (fixture)
+    _plain_registry,  # noqa: F401  (fixture)
+)
 
 import forklift.execute.cache
 from forklift.build import BuildOptions, BuildResult, build
+from forklift.errors import ForkliftError
+from forklift.execute.cache import BuildCache, CacheRecord, LayerRef, StepInputs
 from forklift.execute.cache_transfer import (
     CACHE_ARTIFACT_TYPE,
     RecordingBuildCache,
@@ -27,6 +36,8 @@ from forklift.execute.cache_transfer import (
     parse_cache_from,
     parse_cache_to,
 )
+from forklift.oci.model import Digest, MediaType
+from forklift.oci.registry.auth import Credentials
 from forklift.oci.store import Store
 from forklift.report.progress import PlainRenderer
 from support import require_tool
@@ -197,3 +208,45 @@ def test_mode_min_exports_only_the_final_stage(
     # The builder runs again; its output is byte-identical, so the final stage is all hits.
     assert [m.split(" ", 1)[0] for m in missed(progress)] == ["[builder", "[builder"]
     assert second.image.image_id == first.image.image_id
+
+
+def test_registry_with_basic_auth_and_a_second_repository(
+    tmp_path: Path, basic_registry: RegistryServer
+) -> None:
+    """Credentials reach the registry; a second repository gets the layers by cross-repository mount."""
+    store = Store(tmp_path / "a")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        data = b"hello " * 4000
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    digest = store.put_bytes(buf.getvalue())
+    inputs = StepInputs(parent="sha256:" + "0" * 64, instruction="RUN hello")
+    record = CacheRecord(
+        inputs.key(),
+        "2024-01-01T00:00:00Z",
+        LayerRef(str(digest), str(digest), len(buf.getvalue()), MediaType.OCI_LAYER),
+    )
+    BuildCache(store.root).put(record, inputs)
+    stages = [StageCacheKeys("app", (record.key,), final=True)]
+    creds = Credentials(USER, PASSWORD)
+    first = f"{basic_registry.host}/team/one:cache"
+    with pytest.raises(ForkliftError):  # no credentials: refused
+        export_cache(
+            store, stages, parse_cache_to(f"type=registry,ref={first}"), docker_config=tmp_path / "none.json"
+        )
+    export_cache(store, stages, parse_cache_to(f"type=registry,ref={first}"), credentials=creds)
+    again = export_cache(store, stages, parse_cache_to(f"type=registry,ref={first}"), credentials=creds)
+    assert again.sent == {"uploaded": 0, "mounted": 0, "existing": 1}
+    second = f"{basic_registry.host}/team/two:cache"
+    other = export_cache(store, stages, parse_cache_to(f"type=registry,ref={second}"), credentials=creds)
+    assert other.sent == {"uploaded": 0, "mounted": 1, "existing": 0}
+
+    fresh = Store(tmp_path / "b")
+    result = import_cache(fresh, parse_cache_from(f"type=registry,ref={second}"), credentials=creds)
+    assert (result.entries, result.layers_fetched) == (1, 2)
+    assert BuildCache(fresh.root).get(record.key) == record
+    assert fresh.read_blob(digest) == buf.getvalue()
+    # The gzip form fetched is remembered as the layer's compressed form (a push reuses it).
+    assert fresh.find_compressed(Digest.parse(str(digest)), "gzip") is not None

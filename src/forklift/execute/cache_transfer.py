@@ -445,6 +445,9 @@ class CacheExportResult:
     entries: int
     layers: int
     skipped: int  # keys with no usable record (pruned, or a layer no longer stored)
+    sent: Mapping[str, int] = field(
+        default_factory=dict
+    )  # registry: layers "uploaded", "mounted", "existing"
 
 
 def collect_entries(
@@ -573,17 +576,18 @@ def export_cache(
         ]
         manifest = cache_manifest(config, layers)
         raw = manifest.to_bytes()
+        sent: dict[str, int] = {}
         if destination.type == "local":
             assert destination.dest is not None
             _write_local(store, destination.dest, destination.tag, config, manifest, raw)
             location = f"{destination.dest}:{destination.tag}"
         else:
             assert destination.ref is not None
-            location = _push(
+            location, sent = _push(
                 store, destination.ref, config, manifest, raw,
                 options=registry_options, credentials=credentials, docker_config=docker_config,
             )  # fmt: skip
-    return CacheExportResult(location, Digest.of(raw), len(entries), len(layers), skipped)
+    return CacheExportResult(location, Digest.of(raw), len(entries), len(layers), skipped, sent)
 
 
 def _atomic_file(path: Path, write: Any) -> None:
@@ -674,14 +678,16 @@ def _push(
     options: RegistryOptions | None,
     credentials: Credentials | None,
     docker_config: Path | None,
-) -> str:
+) -> tuple[str, dict[str, int]]:
     from forklift.oci.registry.transfer import known_sources, remember_source
 
     with _registry(ref, options, credentials, docker_config) as (client, name):
         if name.digest is not None:
             raise ForkliftError(f"--cache-to: push the cache to a tag, not a digest ({ref})")
+        sent = {"uploaded": 0, "mounted": 0, "existing": 0}
         for desc in manifest.layers:
             if client.blob_exists(name.path, desc.digest):
+                sent["existing"] += 1
                 continue
             # A blob pushed or pulled before to another repository of this registry is mounted.
             session: str | None = None
@@ -693,6 +699,7 @@ def _push(
                     if session is None:
                         mounted = True
                         break
+            sent["mounted" if mounted else "uploaded"] += 1
             if not mounted:
                 client.upload_blob(
                     name.path, desc.digest, desc.size, _blob_opener(store, desc), location=session
@@ -701,7 +708,7 @@ def _push(
         if not client.blob_exists(name.path, manifest.config.digest):
             client.upload_blob(name.path, manifest.config.digest, len(config), lambda: io.BytesIO(config))
         client.put_manifest(name.path, name.tag or "latest", raw, MediaType.OCI_MANIFEST)
-        return str(name)
+        return str(name), sent
 
 
 def _blob_opener(store: Store, desc: Descriptor) -> Callable[[], BinaryIO]:
@@ -717,8 +724,9 @@ class CacheImportResult:
 
     location: str
     found: bool
-    entries: int = 0
-    layers_fetched: int = 0
+    entries: int = 0  # entries written into the local cache
+    layers_fetched: int = 0  # blobs downloaded from a registry
+    kept: int = 0  # entries the local cache could already reuse (left as they were)
 
 
 class _LayerSource:
@@ -806,7 +814,7 @@ def import_cache(
             raise ForkliftError(f"{location} is not a forklift build cache (it is a {media_type})")
         blobs = _RegistryBlobs(client, name.path)
         result = _import(store, raw, location, blobs)
-        return CacheImportResult(location, True, result.entries, len(blobs.fetched))
+        return CacheImportResult(location, True, result.entries, len(blobs.fetched), result.kept)
 
 
 def _local_manifest(source: CacheSource, missing_ok: bool) -> bytes | None:
@@ -849,21 +857,35 @@ def _import(store: Store, raw: bytes, location: str, blobs: _LayerSource) -> Cac
         document = CacheDocument.from_bytes(
             store.read_blob(manifest.config.digest, size=manifest.config.size)
         )
+        # A step this store can already reuse keeps its own record (its history time decides the
+        # image ID of local builds); the rest come from the export.
+        todo = [e for e in document.entries if not _usable_locally(store, cache.get(e.record.key))]
         layers: dict[str, LayerRef] = {}  # the stored layer for each record layer digest
-        for entry in document.entries:
+        for entry in todo:
             layer = entry.record.layer
             if layer is None or layer.digest in layers:
                 continue
             layers[layer.digest] = _import_layer(store, layer, by_diff_id, blobs, lease, location)
-        for entry in document.entries:
+        for entry in todo:
             record = entry.record
             if record.layer is not None:
                 record = CacheRecord(record.key, record.created, layers[record.layer.digest], record.data)
             cache.put(record, entry.inputs)
             written += 1
         # Prune keeps what the cache needs (the build does the same after it writes entries).
-        store.set_roots("cache", [Digest.parse(d) for d in cache.layer_digests()])
-    return CacheImportResult(location, True, written)
+        store.set_roots("cache", [d for d in map(Digest.parse, cache.layer_digests()) if store.has(d)])
+    return CacheImportResult(location, True, written, kept=len(document.entries) - written)
+
+
+def _usable_locally(store: Store, record: CacheRecord | None) -> bool:
+    """Whether a local record is a hit as it stands: its layer blob (or snapshot) is still here."""
+    if record is None:
+        return False
+    if record.layer is None or store.has(Digest.parse(record.layer.digest)):
+        return True
+    from forklift.execute.snapshots import SnapshotCache
+
+    return bool(record.data.get("layer_source")) and SnapshotCache(store.root).has(record.layer.diff_id)
 
 
 def _import_layer(

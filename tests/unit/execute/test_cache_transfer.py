@@ -269,3 +269,59 @@ def test_missing_local_cache_is_not_found_or_an_error(tmp_path: Path) -> None:
     )
     assert not import_cache(store, parse_cache_from(f"type=local,src={dest}")).found  # tag "cache"
     assert import_cache(store, parse_cache_from(f"type=local,src={dest},tag=v1")).entries == 1
+
+
+def test_a_layer_kept_only_as_a_snapshot_is_written_for_the_export(tmp_path: Path) -> None:
+    from forklift.execute.snapshots import SnapshotCache
+    from forklift.snapshot.diff import DirectorySource, LayerOptions, write_layer
+
+    store = Store(tmp_path / "a")
+    staged = tmp_path / "staged"
+    (staged / "app").mkdir(parents=True)
+    (staged / "app" / "f.txt").write_text("lazy")
+    blob = io.BytesIO()
+    digests = write_layer(DirectorySource(staged), blob, LayerOptions(clamp_mtime=1700000000))
+    SnapshotCache(store.root).adopt(digests.diff_id, staged)  # the engine's lazy layer: no blob
+    layer = LayerRef(digests.digest, digests.diff_id, digests.size, MediaType.OCI_LAYER)
+    inputs = StepInputs(
+        parent="p", instruction="COPY f.txt /app/", metadata=(("source_date_epoch", "1700000000"),)
+    )
+    record = CacheRecord(inputs.key(), "t", layer, {"layer_source": "dir"})
+    BuildCache(store.root).put(record, inputs)
+    assert not store.has(Digest.parse(layer.digest))
+
+    dest = tmp_path / "layout"
+    result = export_cache(
+        store, [StageCacheKeys("s", (record.key,), True)], parse_cache_to(f"type=local,dest={dest}")
+    )
+    assert (result.entries, result.layers, result.skipped) == (1, 1, 0)
+    assert store.blob_path(Digest.parse(layer.digest)).read_bytes() == blob.getvalue()
+    fresh = Store(tmp_path / "b")
+    import_cache(fresh, parse_cache_from(f"type=local,src={dest}"))
+    assert fresh.read_blob(Digest.parse(layer.digest)) == blob.getvalue()
+    assert BuildCache(fresh.root).get(record.key) == record
+
+
+def test_import_keeps_usable_local_records_and_replaces_broken_ones(tmp_path: Path) -> None:
+    store, entries = _seed(tmp_path / "a")
+    dest = tmp_path / "layout"
+    export_cache(
+        store,
+        [StageCacheKeys("s", tuple(e.record.key for e in entries), True)],
+        parse_cache_to(f"type=local,dest={dest}"),
+    )
+
+    other, _ = _seed(tmp_path / "b")  # the same steps, built in this store too
+    cache = BuildCache(other.root)
+    mine = [cache.get(e.record.key) for e in entries]
+    local = CacheRecord(entries[0].record.key, "2030-01-01T00:00:00Z", entries[0].record.layer)
+    cache.put(local, entries[0].inputs)
+    broken_layer = entries[2].record.layer
+    assert broken_layer is not None
+    other.blob_path(Digest.parse(broken_layer.digest)).unlink()  # pruned: that record is a miss now
+
+    result = import_cache(other, parse_cache_from(f"type=local,src={dest}"))
+    assert (result.entries, result.kept) == (1, 2)
+    assert cache.get(entries[0].record.key) == local
+    assert cache.get(entries[1].record.key) == mine[1]
+    assert other.has(Digest.parse(broken_layer.digest))

@@ -116,15 +116,19 @@ def main() -> None:
 
             return run
 
-        write("none", layer_tar)()
+        write("none", layer_tar)()  # the layers the apply rows read (untimed)
+        write("gzip", layer_gz)()
         tar_size = layer_tar.stat().st_size
+        # Timed writes go to /dev/null, like the peers' pipelines, which store nothing either: the
+        # digests are still computed, so the work is the same and disk noise stays out.
+        devnull = Path(os.devnull)
         rows: list[tuple[str, Timing, Timing]] = []
         t_ours, t_peer = race(
-            args.runs, write("gzip", layer_gz), lambda: sh(f"tar -C {tree} -c . | gzip -1 | sha256sum")
+            args.runs, write("gzip", devnull), lambda: sh(f"tar -C {tree} -c . | gzip -1 | sha256sum")
         )
         rows.append(("write gzip  (tar | gzip -1 | sha256sum)", t_ours, t_peer))
         t_ours, t_peer = race(
-            args.runs, write("none", layer_tar), lambda: sh(f"tar -C {tree} -c . | sha256sum")
+            args.runs, write("none", devnull), lambda: sh(f"tar -C {tree} -c . | sha256sum")
         )
         rows.append(("write none  (tar | sha256sum)", t_ours, t_peer))
 

@@ -51,7 +51,10 @@ except ImportError:  # pragma: no cover - exercised only where isal is not insta
 
 
 class ByteSink(Protocol):
-    """Anything bytes can be written to: a binary file, a store's blob writer, a socket wrapper."""
+    """Anything bytes can be written to: a binary file, a store's blob writer, a socket wrapper.
+
+    ``write`` must take all of ``data`` and keep no reference to it: writers reuse their buffers.
+    """
 
     def write(self, data: bytes | bytearray | memoryview, /) -> int: ...
 

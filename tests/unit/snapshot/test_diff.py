@@ -294,3 +294,20 @@ def test_changes_source_adds_parents_and_whiteouts(tmp_path: Path) -> None:
     assert ms[0].isdir() and ms[0].mtime == 1_700_000_000  # a parent comes from the tree as it is
     with pytest.raises(BuildError):
         layer_bytes(ChangesSource(root, (Change("../etc"),)))
+
+
+def test_any_object_with_write_is_a_sink(tmp_path: Path) -> None:
+    class Sink:
+        def __init__(self) -> None:
+            self.chunks: list[bytes] = []
+
+        def write(self, data: bytes | bytearray | memoryview) -> int:
+            self.chunks.append(bytes(data))  # the writer reuses its buffer: a sink must copy
+            return len(data)
+
+    tree = make_tree(tmp_path / "tree")
+    sink = Sink()
+    result = write_layer(DirectorySource(tree), sink, LayerOptions(compression="gzip"))
+    blob = b"".join(sink.chunks)
+    assert result.digest == "sha256:" + hashlib.sha256(blob).hexdigest()
+    assert gzip.decompress(blob) == layer_bytes(DirectorySource(tree))

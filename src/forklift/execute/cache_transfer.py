@@ -15,7 +15,15 @@ the same image ID (and, for forklift's uncompressed store layers, the same manif
 Which entries: the caller says which keys each stage used and which stages are final
 (``StageCacheKeys``); ``mode=min`` exports the final stages' entries, ``mode=max`` every stage's.
 ``RecordingBuildCache`` is a ``BuildCache`` that notes the keys each stage looks up or writes, so a
-build can say exactly that without the engine changing.
+build can say exactly that without the engine changing. An export with no entry at all (a build
+answered from the whole-build memo records no keys) writes nothing, so it never replaces a good
+cache with an empty one.
+
+Two thin adapters stand in for what other modules keep private, until they offer it:
+``read_entry`` reads a record's inputs from its file (cache.py could offer
+``BuildCache.get_entry(key) -> tuple[CacheRecord, StepInputs] | None``), and ``_layer_blob`` writes
+a lazily kept layer's blob from its snapshot as ``engine.materialize_layers`` does (the engine could
+offer ``write_layer_blob(store, snapshots, layer: LayerRef, kind: str, source_date_epoch)``).
 """
 
 from __future__ import annotations
@@ -441,13 +449,17 @@ class CacheExportResult:
     """What an export wrote: where, the manifest digest, how many entries and layers."""
 
     location: str
-    digest: Digest
+    digest: Digest | None  # the cache manifest's; None when nothing was written
     entries: int
     layers: int
     skipped: int  # keys with no usable record (pruned, or a layer no longer stored)
-    sent: Mapping[str, int] = field(
-        default_factory=dict
-    )  # registry: layers "uploaded", "mounted", "existing"
+    # Registry only: how many layers were "uploaded", "mounted" from another repository, "existing".
+    sent: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def written(self) -> bool:
+        """Whether anything was written (an export with no entries writes nothing)."""
+        return self.digest is not None
 
 
 def collect_entries(
@@ -571,6 +583,9 @@ def export_cache(
             if destination.mode == "max" or s.final
         )
         config = CacheDocument(destination.mode, kept_stages, tuple(entries)).to_bytes()
+        if not entries:
+            where = str(destination.dest) if destination.dest is not None else str(destination.ref)
+            return CacheExportResult(where, None, 0, 0, skipped)
         layers = [
             _transport_form(store, layer, destination.compression, lease) for layer in _unique_layers(entries)
         ]

@@ -221,6 +221,7 @@ def test_local_round_trip_restores_records_and_uncompressed_layers(tmp_path: Pat
         parse_cache_to(f"type=local,dest={dest}"),
     )
     assert (result.entries, result.layers, result.skipped) == (3, 2, 1)
+    assert result.digest is not None
     manifest = Manifest.from_bytes((dest / "blobs" / "sha256" / result.digest.hex).read_bytes())
     assert all(d.media_type == MediaType.OCI_LAYER_GZIP for d in manifest.layers)
 
@@ -244,6 +245,7 @@ def test_import_of_a_corrupt_layer_writes_no_entry(tmp_path: Path, compression: 
     dest = tmp_path / "layout"
     stages = [StageCacheKeys("s", tuple(e.record.key for e in entries), True)]
     result = export_cache(store, stages, parse_cache_to(f"type=local,dest={dest},compression={compression}"))
+    assert result.digest is not None
     manifest = Manifest.from_bytes((dest / "blobs" / "sha256" / result.digest.hex).read_bytes())
     victim = dest / "blobs" / "sha256" / manifest.layers[-1].digest.hex
     data = bytearray(victim.read_bytes())
@@ -325,3 +327,13 @@ def test_import_keeps_usable_local_records_and_replaces_broken_ones(tmp_path: Pa
     assert cache.get(entries[0].record.key) == local
     assert cache.get(entries[1].record.key) == mine[1]
     assert other.has(Digest.parse(broken_layer.digest))
+
+
+def test_an_export_without_entries_writes_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "a")
+    dest = tmp_path / "layout"
+    # No keys recorded (a build answered from the memo), or only keys whose records are gone.
+    for stages in ([], [StageCacheKeys("s", ("sha256:" + "e" * 64,), True)]):
+        result = export_cache(store, stages, parse_cache_to(f"type=local,dest={dest}"))
+        assert not result.written and result.digest is None
+    assert not dest.exists()

@@ -211,19 +211,32 @@ def _seed(root: Path) -> tuple[Store, list[CacheEntry]]:
     return store, entries
 
 
-def test_local_round_trip_restores_records_and_uncompressed_layers(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("spec", "media_type"),
+    [
+        ("", MediaType.OCI_LAYER_GZIP),
+        (",compression=zstd", MediaType.OCI_LAYER_ZSTD),
+        (",compression=uncompressed", MediaType.OCI_LAYER),
+    ],
+)
+def test_local_round_trip_restores_records_and_uncompressed_layers(
+    tmp_path: Path, spec: str, media_type: str
+) -> None:
     store, entries = _seed(tmp_path / "a")
     keys = tuple(e.record.key for e in entries)
     dest = tmp_path / "layout"
     result = export_cache(
         store,
         [StageCacheKeys("s", (*keys, "sha256:" + "f" * 64), True)],
-        parse_cache_to(f"type=local,dest={dest}"),
+        parse_cache_to(f"type=local,dest={dest}{spec}"),
     )
     assert (result.entries, result.layers, result.skipped) == (3, 2, 1)
     assert result.digest is not None
     manifest = Manifest.from_bytes((dest / "blobs" / "sha256" / result.digest.hex).read_bytes())
-    assert all(d.media_type == MediaType.OCI_LAYER_GZIP for d in manifest.layers)
+    assert [d.media_type for d in manifest.layers] == [media_type, media_type]
+    assert [d.annotations[DIFF_ID_ANNOTATION] for d in manifest.layers] == [
+        e.record.layer.diff_id for e in entries if e.record.layer is not None
+    ]
 
     fresh = Store(tmp_path / "b")
     imported = import_cache(fresh, parse_cache_from(f"type=local,src={dest}"))

@@ -605,7 +605,7 @@ def export_cache(
     return CacheExportResult(location, Digest.of(raw), len(entries), len(layers), skipped, sent)
 
 
-def _atomic_file(path: Path, write: Any) -> None:
+def _atomic_file(path: Path, write: Callable[[BinaryIO], object]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as out:

@@ -616,6 +616,10 @@ def _atomic_file(path: Path, write: Callable[[BinaryIO], object]) -> None:
         raise
 
 
+def _bytes_writer(data: bytes) -> Callable[[BinaryIO], object]:
+    return lambda out: out.write(data)
+
+
 def _layout_blob(root: Path, digest: Digest) -> Path:
     return root / "blobs" / digest.algorithm / digest.hex
 
@@ -640,8 +644,8 @@ def _write_local(store: Store, dest: Path, tag: str, config: bytes, manifest: Ma
 
             _atomic_file(path, copy)
         for digest, data in ((manifest.config.digest, config), (Digest.of(raw), raw)):
-            _atomic_file(_layout_blob(dest, digest), lambda out, data=data: out.write(data))
-        _atomic_file(dest / "oci-layout", lambda out: out.write(b'{"imageLayoutVersion":"1.0.0"}'))
+            _atomic_file(_layout_blob(dest, digest), _bytes_writer(data))
+        _atomic_file(dest / "oci-layout", _bytes_writer(b'{"imageLayoutVersion":"1.0.0"}'))
         entries = [d for d in _read_layout_index(dest) if d.annotations.get(REF_NAME) != tag]
         entries.append(
             Descriptor(
@@ -653,7 +657,7 @@ def _write_local(store: Store, dest: Path, tag: str, config: bytes, manifest: Ma
             )
         )
         index = Index(manifests=tuple(entries)).to_bytes()
-        _atomic_file(dest / "index.json", lambda out: out.write(index))
+        _atomic_file(dest / "index.json", _bytes_writer(index))
     except OSError as err:
         raise ForkliftError(f"--cache-to: cannot write {dest}: {err.strerror or err}") from None
 

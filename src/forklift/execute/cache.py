@@ -3,9 +3,13 @@
 Layout under ``<store root>/cache/`` (every file written to a temp name and renamed, so a reader
 never sees half a record; an unreadable record is simply a miss):
 
-- ``steps/<key hex>.json``: one step result: the layer it produced (a blob in the store, or none
-  for a metadata-only step), the history timestamp to reuse (so a fully cached rebuild gives the
-  same image ID), op-specific data, and the inputs that made the key.
+- ``steps/<key hex>.json``: one step result: the layer it produced (or none for a metadata-only
+  step), the history timestamp to reuse (so a fully cached rebuild gives the same image ID),
+  op-specific data, and the inputs that made the key. A layer may be lazy (``data.layer_source``):
+  its content is the snapshot ``<store>/snapshots/<diff_id>`` and its blob is written only when
+  an image containing it is stored; a hit needs the blob or that snapshot.
+- ``memo/<key>.json``: whole-build results (see ``execute.memo``); ``from/<hash>.json``: source
+  digests of ``COPY --from=<stage>`` by stage identity; ``context-stat/``: the stat cache.
 - ``positions/<hash>.json``: the inputs last seen at a step position (context + Dockerfile +
   stage + step index), used to explain the next miss at that position: which file, which
   argument, which option, or the parent changed.

@@ -597,3 +597,18 @@ def test_a_rerun_copy_links_the_unchanged_files_of_its_previous_snapshot(ctx: Pa
     run_build(ctx, store, outputs=(OutputSpec(type="local", dest=rootfs),))
     assert sorted(p.name for p in (rootfs / "src").iterdir()) == sorted(f"f{i}.txt" for i in range(20))
     assert first.image.image_id != second.image.image_id
+
+
+def test_run_bind_mounts_from_a_stage_and_the_context(ctx: Path, store: Path, tmp_path: Path) -> None:
+    (ctx / "input.txt").write_text("from the context\n")
+    dockerfile = (
+        "FROM busybox AS tools\nRUN echo tool-output > /made\n"
+        "FROM busybox\n"
+        "RUN --mount=type=bind,from=tools,target=/t --mount=type=bind,source=input.txt,target=/in.txt "
+        "cat /t/made /in.txt > /combined && touch /t/x 2>/dev/null || echo read-only > /ro\n"
+    )
+    rootfs = tmp_path / "rootfs"
+    run_build(ctx, store, dockerfile, outputs=(OutputSpec(type="local", dest=rootfs),))
+    assert (rootfs / "combined").read_text() == "tool-output\nfrom the context\n"
+    assert (rootfs / "ro").read_text() == "read-only\n"  # bind mounts are read-only by default
+    assert not (rootfs / "t" / "made").exists()  # a mount's content is not part of the layer

@@ -280,9 +280,10 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
         finally:
             shutil.rmtree(state_dir, ignore_errors=True)
             stat_cache.save()
-            if env.wrote_cache:
-                kept = [Digest.parse(d) for d in env.cache.layer_digests()]
-                store.set_roots("cache", [d for d in kept if store.has(d)])
+            if env.recorded_layers:
+                # The cache keeps its layer blobs alive across prune (lazy layers have none yet).
+                new = {Digest.parse(d) for d in env.recorded_layers}
+                store.set_roots("cache", store.get_roots("cache") | {d for d in new if store.has(d)})
 
         from forklift.report.size import enforce_max_size, make_build_record, summarize, write_build_record
 

@@ -87,6 +87,7 @@ class BuildEnv:
     _vertices: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _vertex_lock: threading.Lock = field(default_factory=threading.Lock)
     wrote_cache: bool = False
+    recorded_layers: set[str] = field(default_factory=set)  # layer digests of records this build wrote
     downloaded: bool = False  # an ADD <url> ran: remote content, so the build is not memoized
     pull_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -332,6 +333,8 @@ class Stepper:
             record = CacheRecord(key=key, created=env.now(), layer=outcome.layer, data=data)
             env.cache.put(record, inputs)
             env.wrote_cache = True
+            if record.layer is not None:
+                env.recorded_layers.add(record.layer.digest)
             self.last_miss = text
             self.ran = True
             if visible:

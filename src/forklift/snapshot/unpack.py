@@ -111,6 +111,7 @@ class _TarReader:
 
     def __init__(self, stream: BinaryIO, hashing: bool) -> None:
         self._stream = stream
+        self._readinto: Callable[[memoryview], int | None] | None = getattr(stream, "readinto", None)
         self._hash = hashlib.sha256() if hashing else None
         self.offset = 0
 
@@ -131,6 +132,26 @@ class _TarReader:
             self._hash.update(data)
         self.offset += len(data)
         return data
+
+    def readinto_exact(self, view: memoryview, what: bytes) -> None:
+        """Fill ``view`` completely (no new allocation: big files reuse one buffer)."""
+        if self._readinto is None:
+            view[:] = self.read_exact(len(view), what)
+            return
+        got = 0
+        n = len(view)
+        while got < n:
+            k = self._readinto(view[got:])
+            if not k:
+                self.offset += got
+                raise ImageError(
+                    f"layer is truncated: the data of {os.fsdecode(what)!r} needs {n} bytes "
+                    f"at offset {self.offset - got}"
+                )
+            got += k
+        if self._hash is not None:
+            self._hash.update(view)
+        self.offset += n
 
     def read_exact(self, n: int, what: str | bytes) -> bytes:
         """Exactly ``n`` bytes; ``what`` (a description, or an entry name) is only for the error."""
@@ -353,6 +374,7 @@ class _Applier:
             0,
         )
         self.reasons: list[str] = []
+        self.buffer = memoryview(bytearray(_CHUNK))  # reused for large files: no per-chunk allocation
 
     # -- paths ----------------------------------------------------------------------------------
 
@@ -507,8 +529,10 @@ class _Applier:
                 pad = 0
             else:
                 remaining = size
+                buf = self.buffer
                 while remaining:
-                    view = memoryview(reader.read_exact(min(remaining, _CHUNK), member.name))
+                    view = buf[: min(remaining, _CHUNK)]
+                    reader.readinto_exact(view, member.name)
                     remaining -= len(view)
                     while view:
                         view = view[os.write(fd, view) :]

@@ -267,3 +267,17 @@ def test_whiteouts_can_be_plain_files_for_user_archives(tmp_path: Path) -> None:
     apply(tar_bytes(entry("etc/.wh.passwd", data=b"just a file")), root, whiteouts=False)
     assert (root / "etc" / "passwd").read_text() == "lower passwd"
     assert (root / "etc" / ".wh.passwd").read_bytes() == b"just a file"
+
+
+def test_streams_with_only_read_work_for_large_files(tmp_path: Path) -> None:
+    class ReadOnly:
+        def __init__(self, data: bytes) -> None:
+            self._f = io.BytesIO(data)
+
+        def read(self, n: int = -1) -> bytes:
+            return self._f.read(min(n, 1000) if n > 0 else n)  # short reads, too
+
+    big = os.urandom(3 << 20)
+    root = tmp_path / "root"
+    apply_layer(ReadOnly(tar_bytes(entry("big", data=big))), root)  # type: ignore[arg-type]
+    assert (root / "big").read_bytes() == big

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from forklift.oci.store import Lease, Store
     from forklift.runtime.base import Runtime
 
-OUTPUT_TYPES = ("oci", "docker", "local", "tar", "image")
+OUTPUT_TYPES = ("oci", "docker", "local", "tar", "image", "registry")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,12 +66,13 @@ class OutputSpec:
                 raise ForkliftError(f"invalid --output {text!r}: {part!r} is not key=value")
             fields[key.strip().lower()] = value.strip()
         kind = fields.pop("type", "local")
-        if kind == "registry":
-            raise ForkliftError("--output type=registry is not supported yet", hint="use forklift push")
+        push = fields.pop("push", "false").lower() in ("true", "1", "yes")
+        if kind == "image" and push:
+            kind = "registry"
         if kind not in OUTPUT_TYPES:
             raise ForkliftError(f"invalid --output type {kind!r}", hint="one of " + ", ".join(OUTPUT_TYPES))
         dest = fields.pop("dest", None)
-        if kind != "image" and not dest:
+        if kind not in ("image", "registry") and not dest:
             raise ForkliftError(f"--output type={kind} needs dest=PATH")
         if dest == "-":
             raise ForkliftError("--output dest=- (standard output) is not supported")
@@ -543,6 +544,24 @@ def _write_image(store: Store, state: StageState, lease: Lease | None) -> tuple[
 def _export(store: Store, image: Image, state: StageState, out: OutputSpec, tags: tuple[str, ...]) -> None:
     """Write one output of a target."""
     from forklift.oci.model import Digest
+
+    if out.type == "registry":
+        from forklift.errors import RegistryError
+        from forklift.oci.registry.transfer import push_image
+
+        targets = out.name.split(",") if out.name else list(tags)
+        if not targets:
+            raise ForkliftError("--output type=registry needs name=NAME[:TAG] (or -t)")
+        digest = Digest.parse(_image_digest(image))
+        for target in targets:
+            canonical = _canonical(target)
+            if store.get_ref(canonical) != digest:
+                store.set_ref(canonical, digest)
+            try:
+                push_image(store, canonical)
+            except (RegistryError, OSError) as err:
+                raise ForkliftError(f"pushing {target}: {err}") from err
+        return
 
     assert out.dest is not None or out.type == "image"
     if out.type == "image":

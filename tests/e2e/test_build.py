@@ -612,3 +612,22 @@ def test_run_bind_mounts_from_a_stage_and_the_context(ctx: Path, store: Path, tm
     assert (rootfs / "combined").read_text() == "tool-output\nfrom the context\n"
     assert (rootfs / "ro").read_text() == "read-only\n"  # bind mounts are read-only by default
     assert not (rootfs / "t" / "made").exists()  # a mount's content is not part of the layer
+
+
+def test_push_sends_the_built_image_to_a_registry(
+    ctx: Path, store: Path, tmp_path: Path, plain_registry: RegistryServer
+) -> None:
+    from forklift.oci.registry.transfer import pull_image
+    from forklift.oci.store import Store
+
+    remote = f"{plain_registry.host}/engine/pushed:1"
+    result, _ = run_build(
+        ctx,
+        store,
+        "FROM busybox\nRUN echo pushed > /p\n",
+        tags=(remote,),
+        outputs=(OutputSpec.parse("type=registry"),),
+    )
+    other = tmp_path / "other"
+    pulled = pull_image(Store(other), remote)
+    assert str(pulled.config_digest) == result.image.image_id

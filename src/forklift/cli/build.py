@@ -100,6 +100,7 @@ def _ssh(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Stages run at once (default: CPUs).")
 @click.option("--runtime", default=None, help="OCI runtime: runc or crun (name or path).")
 @click.option("--platform", default=None, help="Target platform (os/arch).")
+@click.option("--push", is_flag=True, help="Push the tagged image(s) (--output type=registry).")
 @click.option("--max-size", default=None, help="Fail when the image is bigger than this (50MB, 1GiB).")
 @click.option(
     "--build-context",
@@ -129,6 +130,7 @@ def build_command(
     jobs: int | None,
     runtime: str | None,
     platform: str | None,
+    push: bool,
     max_size: str | None,
     build_contexts: tuple[str, ...],
     context: Path,
@@ -164,7 +166,8 @@ def build_command(
         network=network,
         secrets=_secrets(secrets),
         ssh=_ssh(ssh),
-        outputs=tuple(OutputSpec.parse(o) for o in outputs),
+        outputs=tuple(OutputSpec.parse(o) for o in outputs)
+        + ((OutputSpec(type="registry"),) if push else ()),
         iidfile=iidfile,
         jobs=jobs,
         runtime=runtime,

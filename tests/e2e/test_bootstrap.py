@@ -225,6 +225,24 @@ def test_cli_bootstrap_then_already_exists(tmp_path: Path, fake_mmdebstrap: tupl
 
 
 @pytest.mark.e2e
+def test_cli_source_date_epoch_sets_the_creation_time(
+    tmp_path: Path, fake_mmdebstrap: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program, _ = fake_mmdebstrap
+    env_path = f"{program.parent}:{os.environ.get('PATH', '')}"
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    made = _forklift(tmp_path / "store", "bootstrap", "-q", "debian:epoch", path=env_path)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip().startswith("sha256:")  # -q: only the digest
+    config = image_config(load_image(Store(tmp_path / "store"), "docker.io/library/debian:epoch"))
+    assert config.created == "2023-11-14T22:13:20Z"
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    bad = _forklift(tmp_path / "store", "bootstrap", "--force", "debian:epoch", path=env_path)
+    assert bad.returncode == 1
+    assert "SOURCE_DATE_EPOCH='yesterday' is not a number" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.e2e
 def test_cli_errors_without_traceback(tmp_path: Path) -> None:
     missing = _forklift(tmp_path / "store", "bootstrap", "debian:bookworm", path=str(tmp_path))
     assert missing.returncode == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,17 @@ def _packages(text: str | None) -> tuple[str, ...]:
     if not text:
         return ()
     return tuple(p for p in text.replace(",", " ").split() if p)
+
+
+def _epoch_time() -> str | None:
+    """The image creation time from SOURCE_DATE_EPOCH (RFC 3339, UTC), or None when unset."""
+    text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ForkliftError(f"SOURCE_DATE_EPOCH={text!r} is not a number of seconds")
+    when = datetime.datetime.fromtimestamp(int(text), datetime.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @click.command("bootstrap")
@@ -56,7 +69,8 @@ def bootstrap_command(
     forklift bootstrap debian:bookworm-slim --slim
     forklift bootstrap buildpack:bookworm --include gcc,libc6-dev
 
-    An existing NAME:TAG is kept (say --force to rebuild it).
+    An existing NAME:TAG is kept (say --force to rebuild it). With SOURCE_DATE_EPOCH set, file
+    times and the image's creation time come from it (mmdebstrap reads it too).
     """
     from forklift.bases.debian import (
         DEFAULT_MIRROR,
@@ -101,7 +115,9 @@ def bootstrap_command(
 
     if not quiet and (force or store.get_ref(canonical_name(name)) is None):
         click.echo(f"bootstrapping {name}: {base.describe()} from {base.mirror}", err=True)
-    result = bootstrap_debian(store, name, base, force=force, on_output=None if quiet else show)
+    result = bootstrap_debian(
+        store, name, base, force=force, on_output=None if quiet else show, created=_epoch_time()
+    )
     shown = familiar_name(result.name)
     if quiet:
         click.echo(str(result.digest))

@@ -631,3 +631,17 @@ def test_push_sends_the_built_image_to_a_registry(
     other = tmp_path / "other"
     pulled = pull_image(Store(other), remote)
     assert str(pulled.config_digest) == result.image.image_id
+
+
+def test_cache_mount_seeded_from_a_stage_and_private_sharing(ctx: Path, store: Path, tmp_path: Path) -> None:
+    dockerfile = (
+        "FROM busybox AS seed\nRUN mkdir -p /deps && echo seeded > /deps/lib.txt\n"
+        "FROM busybox\n"
+        "RUN --mount=type=cache,target=/c,from=seed,source=/deps cat /c/lib.txt > /from-seed\n"
+        "RUN --mount=type=cache,target=/p,sharing=private,id=priv echo one >> /p/log && cat /p/log > /priv\n"
+    )
+    rootfs = tmp_path / "rootfs"
+    run_build(ctx, store, dockerfile, outputs=(OutputSpec(type="local", dest=rootfs),))
+    assert (rootfs / "from-seed").read_text() == "seeded\n"
+    assert (rootfs / "priv").read_text() == "one\n"
+    assert not (rootfs / "c" / "lib.txt").exists()

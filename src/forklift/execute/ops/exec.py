@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import threading
 from pathlib import Path
 
 from forklift.errors import BuildError
@@ -211,17 +212,7 @@ def _mount(
     target = m.target or ""
     ro = ("ro",) if m.readonly else ()
     if m.type == "cache":
-        ident = m.id or target
-        path = env.store.root / "cache" / "mounts" / hashlib.sha256(ident.encode()).hexdigest()[:32]
-        if not path.is_dir():
-            path.mkdir(parents=True, exist_ok=True)
-            path.chmod(m.mode if m.mode is not None else 0o755)
-            os.chown(path, m.uid or 0, m.gid or 0)
-        if m.sharing == "locked":
-            fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-            stack.callback(os.close, fd)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        return [Mount(target=target, source=str(path), options=("rbind", *ro))]
+        return [_cache_mount(env, stack, rm, done)]
     if m.type == "tmpfs":
         opts = ("nosuid", "nodev") + ((f"size={m.size}",) if m.size else ())
         return [Mount(target=target, type="tmpfs", source="tmpfs", options=opts)]
@@ -282,6 +273,60 @@ def _mount(
             shutil.copy2(src, copy)
         src = copy
     return [Mount(target=target, source=str(src), options=("rbind", *ro))]
+
+
+def _cache_mount(
+    env: BuildEnv, stack: contextlib.ExitStack, rm: ResolvedMount, done: dict[int, StageResult]
+) -> Mount:
+    """``type=cache``: a directory under ``<store>/cache/mounts`` that outlives builds.
+
+    ``sharing=shared`` lets concurrent steps use it together, ``locked`` makes them take turns, and
+    ``private`` gives a step that finds it busy an instance of its own. ``from``/``source`` seed a new
+    cache with that stage's (or image's) directory; the seed is part of the cache's identity.
+    """
+    m = rm.mount
+    target = m.target or ""
+    seed: Path | None = None
+    ident = m.id or target
+    if rm.source_ref is not None:
+        seed_root = _bind_source(env, stack, rm, done)
+        from forklift.runtime.rootpath import resolve_in_root
+
+        seed = resolve_in_root(seed_root, m.source or "/")
+        ident += (
+            "\0" + str(getattr(rm.source_ref, "index", getattr(rm.source_ref, "ref", ""))) + (m.source or "")
+        )
+    base = env.store.root / "cache" / "mounts" / hashlib.sha256(ident.encode()).hexdigest()[:32]
+    path = base
+    for instance in range(64):
+        path = base if instance == 0 else base.with_name(f"{base.name}-{instance}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        stack.callback(os.close, fd)
+        if m.sharing == "locked":
+            fcntl.flock(fd, fcntl.LOCK_EX)  # wait for our turn
+        elif m.sharing == "private":
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # busy: try the next instance
+        else:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # shared use; creation below happens once
+        break
+    if not path.is_dir():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        if seed is not None and seed.is_dir():
+            shutil.copytree(seed, tmp, symlinks=True)
+        else:
+            tmp.mkdir()
+        tmp.chmod(m.mode if m.mode is not None else 0o755)
+        os.chown(tmp, m.uid or 0, m.gid or 0)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # another step made it first
+    ro = ("ro",) if m.readonly else ()
+    return Mount(target=target, source=str(path), options=("rbind", *ro))
 
 
 def _bind_source(

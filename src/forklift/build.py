@@ -107,6 +107,7 @@ class BuildOptions:
     # NAME -> DIR | docker-image://REF | oci-layout://PATH[:TAG]
     build_contexts: Mapping[str, str] = field(default_factory=dict)
     max_size: str | None = None  # fail when the image is bigger (``50MB``, ``1GiB``, bytes)
+    overlay: bool | None = None  # None: use overlayfs where it mounts; False: the copy fallback
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,8 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
     overlay_lock = threading.Lock()
 
     def overlay() -> bool:
+        if options.overlay is not None:
+            return options.overlay
         with overlay_lock:
             if not overlay_ok:
                 from forklift.snapshot.overlay import overlay_supported

@@ -645,3 +645,22 @@ def test_cache_mount_seeded_from_a_stage_and_private_sharing(ctx: Path, store: P
     assert (rootfs / "from-seed").read_text() == "seeded\n"
     assert (rootfs / "priv").read_text() == "one\n"
     assert not (rootfs / "c" / "lib.txt").exists()
+
+
+def test_the_copy_fallback_gives_the_same_layers_as_overlayfs(
+    tmp_path: Path, busybox_image: Callable[[Path], str]
+) -> None:
+    dockerfile = (
+        "FROM busybox\nRUN rm /etc/group && mkdir -p /opt/a && echo x > /opt/a/f && rm -r /root\n"
+        "RUN echo more >> /opt/a/f && rm /opt/a/f && echo y > /opt/g\n"
+    )
+    diff_ids = []
+    for overlay in (True, False):
+        ctx = tmp_path / f"ctx-{overlay}"
+        ctx.mkdir()
+        store = tmp_path / f"store-{overlay}"
+        busybox_image(store)
+        result, _ = run_build(ctx, store, dockerfile, overlay=overlay, source_date_epoch=1700000000)
+        _, config = image_json(store, result)
+        diff_ids.append(config["rootfs"]["diff_ids"])  # type: ignore[index]
+    assert diff_ids[0] == diff_ids[1]

@@ -159,7 +159,7 @@ def test_bootstrap_imports_once_then_keeps_the_name(
     assert store.get_ref("docker.io/library/debian:test") == first.digest
     assert "I: extracting archives..." in lines  # stderr is passed on too
     assert "--dpkgopt=path-exclude=/usr/share/man/*" in calls.read_text()
-    assert "/docker-clean /etc/apt/apt.conf.d/docker-clean" in calls.read_text()  # the upload hook
+    assert '> "$1"/etc/apt/apt.conf.d/docker-clean' in calls.read_text()
     img = load_image(store, first.digest)
     config = image_config(img)
     assert config.config.env == (PATH_ENV,)
@@ -171,13 +171,13 @@ def test_bootstrap_imports_once_then_keeps_the_name(
 
     again = bootstrap_debian(store, "debian:test", DebianBase(slim=True), mmdebstrap=str(program))
     assert not again.created and again.digest == first.digest
-    assert len(calls.read_text().splitlines()) == 1  # mmdebstrap did not run again
+    assert calls.read_text().count("--variant=") == 1  # mmdebstrap did not run again
 
     forced = bootstrap_debian(
         store, "debian:test", DebianBase(slim=True), mmdebstrap=str(program), force=True
     )
     assert forced.created
-    assert len(calls.read_text().splitlines()) == 2
+    assert calls.read_text().count("--variant=") == 2
 
 
 @pytest.mark.e2e

@@ -152,7 +152,7 @@ class DebianBase:
         return Platform(os="linux", architecture=arch, variant=variant)
 
     def describe(self) -> str:
-        """A short human description: ``debian bookworm (minbase, slim, +curl)``."""
+        """A short human description: ``debian bookworm (minbase, slim, +curl) for linux/amd64``."""
         extras = [self.variant] + (["slim"] if self.slim else []) + [f"+{p}" for p in self.include]
         return f"debian {self.suite} ({', '.join(extras)}) for linux/{self.architecture}"
 
@@ -184,14 +184,11 @@ def image_config_for(base: DebianBase) -> ContainerConfig:
     return ContainerConfig(env=(f"PATH={IMAGE_PATH}",), cmd=("bash",))
 
 
-def mmdebstrap_argv(
-    base: DebianBase, output: Path, *, program: str = "mmdebstrap", apt_clean: Path | None = None
-) -> list[str]:
+def mmdebstrap_argv(base: DebianBase, output: Path, *, program: str = "mmdebstrap") -> list[str]:
     """The mmdebstrap command that writes ``base``'s root filesystem as a tarball to ``output``.
 
     The mode is left to mmdebstrap (root as root, else unshare). Tar output skips /dev's device
     nodes (``--skip=output/dev``): an image should not carry them, the runtime makes /dev.
-    ``apt_clean`` is a local file holding APT_CLEAN_CONFIG, uploaded into the image.
     """
     argv = [
         program,
@@ -208,8 +205,8 @@ def mmdebstrap_argv(
         argv.append("--include=" + ",".join(base.include))
     # Images ship without package lists and apt's binary caches (apt-get update fetches them).
     argv.append('--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin')
-    if apt_clean is not None:
-        argv.append(f"--customize-hook=upload {apt_clean} {APT_CLEAN_NAME}")
+    # Customize hooks run as `sh -c HOOK exec ROOTFS`; the config text travels quoted in the hook.
+    argv.append(f'--customize-hook=printf %s {shlex.quote(APT_CLEAN_CONFIG)} > "$1"{APT_CLEAN_NAME}')
     argv += [base.suite, str(output), *base.sources()]
     return argv
 
@@ -260,11 +257,7 @@ def bootstrap_debian(
     workdir = Path(tempfile.mkdtemp(prefix="bootstrap-", dir=store.root))
     try:
         tarball = workdir / f"{base.file_stem()}.tar"
-        apt_clean = workdir / "docker-clean"
-        apt_clean.write_text(APT_CLEAN_CONFIG)
-        apt_clean.chmod(0o644)
-        argv = mmdebstrap_argv(base, tarball, program=program, apt_clean=apt_clean)
-        run_mmdebstrap(argv, on_output=on_output)
+        run_mmdebstrap(mmdebstrap_argv(base, tarball, program=program), on_output=on_output)
         digest = import_rootfs(
             store,
             tarball,

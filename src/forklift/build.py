@@ -427,11 +427,11 @@ def _probed_runtime(root: Path, name: str | None, state_dir: Path) -> Runtime:
                 name=doc["name"],
                 version=doc["version"],
                 state_dir=state_dir,
-                bundle_dir=root / "tmp",
+                bundle_dir=root / "bundles",
             )
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    runtime = find(name, state_dir=state_dir, bundle_dir=root / "tmp")
+    runtime = find(name, state_dir=state_dir, bundle_dir=root / "bundles")
     st = runtime.binary.stat()
     doc = {
         "binary": str(runtime.binary),
@@ -590,7 +590,8 @@ def _export(store: Store, image: Image, state: StageState, out: OutputSpec, tags
     elif out.type == "tar":
         from forklift.snapshot.diff import DirectorySource, write_layer
 
-        with tempfile.TemporaryDirectory(prefix="forklift-rootfs-", dir=store.root / "tmp") as tmp:
+        (store.root / "exports").mkdir(exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="forklift-rootfs-", dir=store.root / "exports") as tmp:
             root = Path(tmp) / "rootfs"
             _write_rootfs(store, state, root)
             dest.parent.mkdir(parents=True, exist_ok=True)

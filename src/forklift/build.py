@@ -416,6 +416,7 @@ def _probed_runtime(root: Path, name: str | None, state_dir: Path) -> Runtime:
     from forklift.runtime.oci import find_runtime as find
 
     record = root / "runtime.json"
+    (root / "bundles").mkdir(parents=True, exist_ok=True)
     try:
         doc = json.loads(record.read_text())
         binary = Path(doc["binary"])

@@ -9,6 +9,7 @@ context or another stage, read-only unless ``rw``, whose writes are then discard
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import fcntl
 import hashlib
@@ -138,10 +139,14 @@ def _execute(
         d.mkdir()
     tail = bytearray()
 
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # chunks may split characters
+
     def output(chunk: bytes) -> None:
         tail.extend(chunk)
         del tail[:-_TAIL_BYTES]
-        env.events(StepLog(vertex, chunk.decode(errors="replace")))
+        text = decoder.decode(chunk)
+        if text:
+            env.events(StepLog(vertex, text))
 
     try:
         with (

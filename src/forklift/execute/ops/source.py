@@ -109,7 +109,11 @@ def resolve_source(env: BuildEnv, stepper: Stepper, op: SourceOp, done: dict[int
     src = op.source
     vertex = env.next_vertex()
     started = time.monotonic()
-    env.events(StepStarted(vertex, stepper.title(0, op.text), stepper.stage_name, str(op.location)))
+    shown = op.text
+    if isinstance(src, ImageRef) and "$" in shown:  # show what FROM resolved to, as BuildKit does
+        named = not stepper.stage_name.startswith("stage-")
+        shown = f"FROM {src.ref}" + (f" AS {stepper.stage_name}" if named else "")
+    env.events(StepStarted(vertex, stepper.title(0, shown), stepper.stage_name, str(op.location)))
     try:
         if isinstance(src, ScratchRef):
             state = scratch_state(env)

@@ -21,6 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from forklift import __version__
 from forklift.errors import ForkliftError
 from forklift.execute.options import NamedContext, SecretSource
 from forklift.report.progress import (
@@ -359,6 +360,7 @@ def _memo_key(options: BuildOptions, context: Path, dockerfile: Path, text: str)
             ignores.append(None)
     return memo_key(
         {
+            "forklift": __version__,
             "context": str(context),
             "dockerfile": str(dockerfile.resolve()),
             "text": text,

@@ -491,6 +491,9 @@ def run_copy(
             )
             for e in url_entries:
                 as_dir = dest_abs.endswith("/") or len(raw_sources) > 1
+                if getattr(op.instruction, "unpack", None) is True and _is_archive(e.path):
+                    placed.append(Placed(dest_rel, e, archive=True))  # ADD --unpack=true <url>
+                    continue
                 placed.append(Placed(posixpath.join(dest_rel, e.path.name) if as_dir else dest_rel, e))
             staging = env.snapshots.scratch_dir("stage")
             try:

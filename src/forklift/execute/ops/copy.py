@@ -436,6 +436,7 @@ def run_copy(
     urls = [s for s in raw_sources if is_add and _is_url(s)]
     local = [s for s in raw_sources if s not in urls]
     flags = f"chown={chown} chmod={chmod} link={op.link} parents={op.parents} exclude={','.join(op.excludes)}"
+    flags += f" unpack={getattr(op.instruction, 'unpack', None)}"
 
     inline = [(i.path, (expand(i.data) if i.expand else i.data).encode()) for i in op.inline]
     memo = _from_memo_key(env, op, done, local)

@@ -14,7 +14,7 @@ import itertools
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,7 +154,6 @@ def store_layer(
 
 def materialize_layers(env: BuildEnv, state: StageState) -> None:
     """Write the blob of every lazy layer of ``state`` from its snapshot (before the image is stored)."""
-    from forklift.errors import BuildError
     from forklift.snapshot.diff import DirectorySource, OverlayUpperSource
 
     for desc, diff_id in zip(state.layers, state.config.diff_ids):
@@ -383,15 +382,3 @@ def check_cancel(cancel: threading.Event) -> None:
 def sorted_env(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """An environment as sorted pairs (for cache inputs)."""
     return tuple(sorted(env.items()))
-
-
-def fail(message: str, *, location: object = None, hint: str | None = None) -> BuildError:
-    """A BuildError at a Dockerfile location."""
-    from forklift.errors import SourceLocation
-
-    return BuildError(message, location=location if isinstance(location, SourceLocation) else None, hint=hint)
-
-
-def ops_text(ops: Sequence[object]) -> int:
-    """The number of steps a stage shows (for ``[stage i/N]``)."""
-    return len(ops)

@@ -75,6 +75,24 @@ class SnapshotCache:
                 raise
         return final
 
+    def remove_except(self, keep: set[str]) -> tuple[int, int]:
+        """Remove every snapshot whose diff_id is not in ``keep``; returns (count, bytes freed).
+
+        Each removal holds that snapshot's lock, so a build filling it at the same time is not
+        disturbed. A running build's snapshots must be in ``keep`` (it uses them as overlay lowers).
+        """
+        removed = freed = 0
+        kept_names = {_hex(d) for d in keep}
+        for entry in self.root.iterdir():
+            if entry.name.startswith(".") or entry.name in kept_names or not entry.is_dir():
+                continue
+            with _locked(self.root / f".{entry.name}.lock"):
+                size = sum(p.lstat().st_size for p in entry.rglob("*"))
+                shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+            freed += size
+        return removed, freed
+
     def adopt(self, diff_id: str, directory: Path) -> Path:
         """Make ``directory`` (on this filesystem, overlay lower format) the snapshot of ``diff_id``.
 
@@ -87,3 +105,25 @@ class SnapshotCache:
             else:
                 os.rename(directory, final)
         return final
+
+
+def snapshots_in_use(store_root: Path) -> set[str]:
+    """diff_ids whose snapshots the build cache still needs: every layer a cache record names.
+
+    (A lazy layer's content exists only as its snapshot.) ``forklift prune`` keeps these and the
+    diff_ids of the images it keeps, and may remove the rest with ``SnapshotCache.remove_except``.
+    """
+    import json
+
+    out: set[str] = set()
+    steps = store_root / "cache" / "steps"
+    if not steps.is_dir():
+        return out
+    for record in steps.glob("*.json"):
+        try:
+            layer = json.loads(record.read_text()).get("layer")
+        except (OSError, ValueError):
+            continue
+        if isinstance(layer, dict) and "diff_id" in layer:
+            out.add(str(layer["diff_id"]))
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +110,24 @@ def test_an_interrupt_stops_running_stages_through_on_cancel(monkeypatch: pytest
     with pytest.raises(KeyboardInterrupt):
         run_stages([StageTask("long")], run, jobs=1, on_cancel=stopped.set)
     assert stopped.is_set()
+
+
+def test_snapshots_are_filled_once_and_pruned_except_kept(tmp_path: Path) -> None:
+    from forklift.execute.snapshots import SnapshotCache, snapshots_in_use
+
+    cache = SnapshotCache(tmp_path)
+    calls: list[Path] = []
+
+    def fill(target: Path) -> None:
+        calls.append(target)
+        (target / "f").write_text("x")
+
+    first = cache.ensure("sha256:aa", fill)
+    assert cache.ensure("sha256:aa", fill) == first and len(calls) == 1
+    scratch = cache.scratch_dir("stage")
+    (scratch / "g").write_text("y")
+    cache.adopt("sha256:bb", scratch)
+    assert cache.has("sha256:bb") and not scratch.exists()
+    assert snapshots_in_use(tmp_path) == set()
+    assert cache.remove_except({"sha256:bb"}) == (1, 1)
+    assert not cache.has("sha256:aa") and cache.has("sha256:bb")

@@ -223,13 +223,21 @@ class _TarReader:
         long_name: bytes | None,
         long_link: bytes | None,
     ) -> _Member:
-        name = block[0:100].split(b"\0", 1)[0]
-        if block[257:263] == b"ustar\0":
-            prefix = block[345:500].split(b"\0", 1)[0]
-            if prefix:
-                name = prefix + b"/" + name
-        name = long_name if long_name is not None else name
-        linkname = long_link if long_link is not None else block[157:257].split(b"\0", 1)[0]
+        if long_name is not None:
+            name = long_name
+        else:
+            end = block.find(b"\0", 0, 100)
+            name = block[: end if end >= 0 else 100]
+            if block[257:263] == b"ustar\0" and block[345] != 0:
+                end = block.find(b"\0", 345, 500)
+                name = block[345 : end if end >= 0 else 500] + b"/" + name
+        if long_link is not None:
+            linkname = long_link
+        elif block[157] == 0:
+            linkname = b""
+        else:
+            end = block.find(b"\0", 157, 257)
+            linkname = block[157 : end if end >= 0 else 257]
         uid = _number(block[108:116], "uid")
         gid = _number(block[116:124], "gid")
         mtime = _number(block[136:148], "mtime")
@@ -503,7 +511,8 @@ class _Applier:
         try:
             if self.chown:
                 os.fchown(fd, member.uid, member.gid)
-            self.set_xattrs(fd, member)
+            if member.xattrs:
+                self.set_xattrs(fd, member)
         finally:
             os.close(fd)
         # Mode and mtime last: children change the mtime, and a read-only mode would block them.
@@ -540,7 +549,8 @@ class _Applier:
             if self.chown:
                 os.fchown(fd, member.uid, member.gid)
             os.fchmod(fd, member.mode)  # after chown, which clears set-id bits
-            self.set_xattrs(fd, member)
+            if member.xattrs:
+                self.set_xattrs(fd, member)
             os.utime(fd, ns=(member.mtime * 1_000_000_000, member.mtime * 1_000_000_000))
         finally:
             os.close(fd)

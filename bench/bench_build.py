@@ -14,7 +14,8 @@ Scenarios (definitions of ../shared/peers/README.md):
 
 Runs of the two builders alternate, so the load other work puts on this machine falls on both.
 Each cell is the median of --runs runs (cold multistage: --cold-runs, it downloads gcc). The
-table goes to stdout and, with every run's time, to bench/results/build.{txt,json}.
+table goes to stdout and, with every run's time, to bench/results/build.{txt,json} (the latest)
+and build-<UTC time>.{txt,json}. Concurrent runs wait for each other (a lock in --work).
 
     .venv/bin/python bench/bench_build.py [--runs 5] [--cold-runs 1] [--skip-cold] [--skip-bigctx]
 """
@@ -22,6 +23,7 @@ table goes to stdout and, with every run's time, to bench/results/build.{txt,jso
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
@@ -189,6 +191,13 @@ def main(argv: list[str] | None = None) -> None:
     """Run every scenario for both builders and write the table."""
     args = parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
+    # One benchmark at a time: two runs would share the contexts and the machine, and skew both.
+    lock = open(args.work / ".lock", "w")  # noqa: SIM115 - held until the process exits
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"another benchmark holds {args.work}/.lock; waiting for it", file=sys.stderr)
+        fcntl.flock(lock, fcntl.LOCK_EX)
     store = args.work / "store"
     # Byte-code up to date first, so no timed run pays for compiling an edited module.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src" / "forklift")], check=False,
@@ -271,7 +280,9 @@ def main(argv: list[str] | None = None) -> None:
     table = "\n".join(header) + render(cells, peer_live, extra)
     print(table)
     args.results.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M", time.gmtime())
     (args.results / "build.txt").write_text(table)
+    (args.results / f"build-{stamp}.txt").write_text(table)
     record = {
         "command": command.strip(),
         "peer_live": peer_live,
@@ -282,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
         "notes": extra,
     }
     (args.results / "build.json").write_text(json.dumps(record, indent=1) + "\n")
+    (args.results / f"build-{stamp}.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

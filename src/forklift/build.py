@@ -224,6 +224,7 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
         named_contexts={n.lower(): NamedContext.parse(n, v) for n, v in options.build_contexts.items()},
     )
     snapshots = SnapshotCache(store.root)
+    snapshots.clean_scratch()  # what builds killed mid-step left behind
 
     # Each build has its own runtime state dir, so stopping this build's containers (when a stage
     # fails while others run) never touches another build's. Short: runc keeps sockets there.

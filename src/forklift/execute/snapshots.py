@@ -75,6 +75,33 @@ class SnapshotCache:
                 raise
         return final
 
+    def clean_scratch(self, *, older_than: float = 6 * 3600) -> int:
+        """Remove scratch dirs left by builds that died (older than ``older_than`` seconds and with
+        nothing mounted below them); returns how many. Live builds' scratch dirs are young."""
+        import time
+
+        try:
+            mounts = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return 0
+        mounted = [line.split()[4] for line in mounts.splitlines() if len(line.split()) > 4]
+        now = time.time()
+        removed = 0
+        for entry in self.root.iterdir():
+            if not entry.name.startswith(".") or entry.name.endswith(".lock") or not entry.is_dir():
+                continue
+            try:
+                if now - entry.lstat().st_mtime < older_than:
+                    continue
+            except OSError:
+                continue
+            prefix = str(entry) + "/"
+            if any(m.startswith(prefix) or m == str(entry) for m in mounted):
+                continue  # an overlay of a killed build is still mounted there: leave it alone
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+        return removed
+
     def remove_except(self, keep: set[str]) -> tuple[int, int]:
         """Remove every snapshot whose diff_id is not in ``keep``; returns (count, bytes freed).
 

@@ -131,3 +131,16 @@ def test_snapshots_are_filled_once_and_pruned_except_kept(tmp_path: Path) -> Non
     assert snapshots_in_use(tmp_path) == set()
     assert cache.remove_except({"sha256:bb"}) == (1, 1)
     assert not cache.has("sha256:aa") and cache.has("sha256:bb")
+
+
+def test_old_scratch_dirs_of_dead_builds_are_cleaned(tmp_path: Path) -> None:
+    import os
+
+    from forklift.execute.snapshots import SnapshotCache
+
+    cache = SnapshotCache(tmp_path)
+    old, young = cache.scratch_dir("run"), cache.scratch_dir("run")
+    (old / "upper").mkdir()
+    os.utime(old, (1, 1))
+    assert cache.clean_scratch() == 1
+    assert not old.exists() and young.exists()

@@ -166,6 +166,18 @@ def render(cells: list[Cell], peer_live: bool, extra_lines: list[str]) -> str:
     return "\n".join([*lines, "", *extra_lines]) + "\n"
 
 
+def tree_version() -> str:
+    """The commit benchmarked, and whether forklift's sources differ from it (others edit them)."""
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"], capture_output=True, text=True
+    )
+    edited = len(dirty.stdout.splitlines())
+    return head.stdout.strip() + (f" + {edited} uncommitted file(s) under src/" if edited else "")
+
+
 def fmt(value: float | None) -> str:
     """Seconds with two decimals, or '-'."""
     return "-" if value is None else f"{value:.2f}"
@@ -274,6 +286,7 @@ def main(argv: list[str] | None = None) -> None:
         f"# forklift vs BuildKit, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"command: .venv/bin/python {command.strip()}",
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
+        f"tree: {tree_version()}",
         f"peer: {buildkit_version(args.docker_host) if peer_live else 'unavailable: ' + str(why_not)}",
         "",
     ]
@@ -285,6 +298,7 @@ def main(argv: list[str] | None = None) -> None:
     (args.results / f"build-{stamp}.txt").write_text(table)
     record = {
         "command": command.strip(),
+        "tree": tree_version(),
         "peer_live": peer_live,
         "peer": why_not or buildkit_version(args.docker_host),
         "cells": [

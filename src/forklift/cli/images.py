@@ -410,9 +410,16 @@ def import_command(obj: Any, rootfs: Path, name: str | None, platform: str | Non
 
 
 @click.command("prune")
+@click.option("--cache", "drop_cache", is_flag=True, help="Also drop the build cache (step results).")
+@click.option("--all", "drop_all", is_flag=True, help="Also drop the build cache and cache mounts.")
 @click.pass_obj
-def prune_command(obj: Any) -> None:
-    """Remove blobs no image name, cache entry or running build needs; say how much that freed."""
-    result = _store(obj).prune()
-    click.echo(f"Deleted {result.removed} blob(s)")
-    click.echo(f"Total reclaimed space: {human_size(result.freed_bytes)}")
+def prune_command(obj: Any, drop_cache: bool, drop_all: bool) -> None:
+    """Remove what no image name, cache entry or running build needs; say what that freed, per kind."""
+    from forklift.execute.prune import prune_store
+
+    report = prune_store(obj.root, cache=drop_cache or drop_all, cache_mounts=drop_all)
+    nouns = {"blobs": "blob(s)", "snapshots": "snapshot(s)", "build cache": "build cache entry(ies)"}
+    for kind in report.kinds:
+        noun = nouns.get(kind.kind, kind.kind)
+        click.echo(f"Deleted {kind.count} {noun}, {human_size(kind.freed_bytes)}")
+    click.echo(f"Total reclaimed space: {human_size(report.freed_bytes)}")

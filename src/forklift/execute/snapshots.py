@@ -7,6 +7,13 @@ upper directory is adopted as is (renamed in), never unpacked again.
 
 Concurrency: a per-diff_id ``flock`` serialises the filling of one snapshot across threads and
 processes; a snapshot becomes visible only by an atomic rename of a complete directory.
+
+Leases: every ``SnapshotCache`` that hands out a snapshot (``path``, ``has``, ``ensure``, ``adopt``)
+records its diff_id in a lease file ``<store root>/leases/snapshots/<pid>-<random>`` that it holds
+an ``flock`` on for as long as the object lives (one object per build or ``forklift run``). Prune
+removes a snapshot only under its per-diff_id lock and only when no live lease names it, and a user
+records its lease *before* passing through that lock, so a snapshot is never removed between a
+build looking it up and mounting it. A dead process's lease is unlocked and ignored (then deleted).
 """
 
 from __future__ import annotations
@@ -15,9 +22,11 @@ import contextlib
 import fcntl
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 
 def _hex(diff_id: str) -> str:
@@ -43,13 +52,64 @@ class SnapshotCache:
     def __init__(self, store_root: Path) -> None:
         self.root = store_root / "snapshots"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.leases_dir = store_root / "leases" / "snapshots"
+        self._lease_lock = threading.Lock()
+        self._lease: IO[str] | None = None  # created on first use: prune's own instance holds none
+        self._held: set[str] = set()
+        self._lease_path = self.leases_dir / ".none"
+
+    def _hold(self, diff_id: str) -> None:
+        """Record ``diff_id`` in this object's lease, then wait out any removal of it in progress."""
+        name = _hex(diff_id)
+        with self._lease_lock:
+            if name in self._held:
+                return
+            if self._lease is None:
+                self.leases_dir.mkdir(parents=True, exist_ok=True)
+                name_ = f"{os.getpid()}-{uuid.uuid4().hex[:16]}"
+                tmp = self.leases_dir / f".{name_}.tmp"
+                fh = open(tmp, "a")  # noqa: SIM115 - held for the object's lifetime (see release)
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+                # Visible only once locked, so prune never takes it for a dead process's lease.
+                self._lease_path = self.leases_dir / name_
+                os.rename(tmp, self._lease_path)
+                self._lease = fh
+            self._lease.write(name + "\n")
+            self._lease.flush()
+            self._held.add(name)
+        # A prune that read the leases before our line landed may be removing it right now: its
+        # removal holds this lock, so after passing through, the snapshot is either whole or gone.
+        with _locked(self.root / f".{name}.lock"):
+            pass
+
+    def release(self) -> None:
+        """Drop this object's lease (prune may then remove what it used). Idempotent."""
+        with self._lease_lock:
+            if self._lease is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    self._lease_path.unlink()  # before closing: never a visible unlocked lease
+                self._lease.close()
+                self._lease = None
+            self._held.clear()
+
+    def __del__(self) -> None:
+        # A build that never called release() still leaves no lease file behind once collected.
+        with contextlib.suppress(Exception):
+            self.release()
+
+    def __enter__(self) -> SnapshotCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     def path(self, diff_id: str) -> Path:
-        """Where the snapshot of ``diff_id`` lives (it may not exist yet)."""
+        """Where the snapshot of ``diff_id`` lives (it may not exist yet); leased from now on."""
+        self._hold(diff_id)
         return self.root / _hex(diff_id)
 
     def has(self, diff_id: str) -> bool:
-        """Whether the snapshot is complete and present."""
+        """Whether the snapshot is complete and present (and leased from now on)."""
         return self.path(diff_id).is_dir()
 
     def scratch_dir(self, prefix: str) -> Path:
@@ -103,17 +163,21 @@ class SnapshotCache:
         return removed
 
     def remove_except(self, keep: set[str]) -> tuple[int, int]:
-        """Remove every snapshot whose diff_id is not in ``keep``; returns (count, bytes freed).
+        """Remove every snapshot whose diff_id is not in ``keep`` and that no live lease names;
+        returns (count, bytes freed).
 
-        Each removal holds that snapshot's lock, so a build filling it at the same time is not
-        disturbed. A running build's snapshots must be in ``keep`` (it uses them as overlay lowers).
+        Each removal holds that snapshot's lock and reads the leases under it, so a build filling
+        or starting to use it at the same time is not disturbed (see the module docstring).
         """
         removed = freed = 0
         kept_names = {_hex(d) for d in keep}
-        for entry in self.root.iterdir():
+        for entry in sorted(self.root.iterdir()):
             if entry.name.startswith(".") or entry.name in kept_names or not entry.is_dir():
                 continue
+            # The lock file stays: someone may be waiting on it, and a new one would not exclude them.
             with _locked(self.root / f".{entry.name}.lock"):
+                if entry.name in leased_snapshots(self.leases_dir):
+                    continue
                 size = sum(p.lstat().st_size for p in entry.rglob("*"))
                 shutil.rmtree(entry, ignore_errors=True)
             removed += 1
@@ -132,6 +196,34 @@ class SnapshotCache:
             else:
                 os.rename(directory, final)
         return final
+
+
+def leased_snapshots(leases_dir: Path, *, remove_dead: bool = False) -> set[str]:
+    """Snapshot names (``sha256-<hex>``) that live leases under ``leases_dir`` hold.
+
+    A lease file nobody holds a lock on belongs to a process that ended; with ``remove_dead`` it
+    is deleted.
+    """
+    out: set[str] = set()
+    if not leases_dir.is_dir():
+        return out
+    for path in leases_dir.iterdir():
+        if path.name.startswith("."):
+            continue  # being created (not locked yet)
+        try:
+            fh = open(path)  # noqa: SIM115 - closed below
+        except (FileNotFoundError, IsADirectoryError):
+            continue
+        with fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:  # held: a live build or run
+                out.update(line.strip() for line in fh.read().splitlines() if line.strip())
+                continue
+        if remove_dead:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    return out
 
 
 def snapshots_in_use(store_root: Path) -> set[str]:

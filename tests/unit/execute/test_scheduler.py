@@ -129,6 +129,8 @@ def test_snapshots_are_filled_once_and_pruned_except_kept(tmp_path: Path) -> Non
     cache.adopt("sha256:bb", scratch)
     assert cache.has("sha256:bb") and not scratch.exists()
     assert snapshots_in_use(tmp_path) == set()
+    assert cache.remove_except({"sha256:bb"}) == (0, 0)  # this object's own lease holds both
+    cache.release()
     assert cache.remove_except({"sha256:bb"}) == (1, 1)
     assert not cache.has("sha256:aa") and cache.has("sha256:bb")
 

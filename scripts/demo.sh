@@ -35,6 +35,7 @@ since() { "$PY" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1])
 command -v "$FORKLIFT" >/dev/null 2>&1 || [[ -x $FORKLIFT ]] || fail "$FORKLIFT not found (run: bash scripts/setup.sh demo)"
 demo_start=$(now)
 cold=0
+note "store: ${FORKLIFT_ROOT:-${XDG_DATA_HOME:-$HOME/.local/share}/forklift} (FORKLIFT_ROOT chooses another)"
 
 # ---- 1. base images ----------------------------------------------------------------------------------
 # The names the example's Dockerfile uses: FROM debian:${DEBIAN} (builder), debian:${DEBIAN}-slim (runtime).

@@ -44,6 +44,22 @@ def test_independent_stages_overlap() -> None:
     run_stages([StageTask("a"), StageTask("b"), StageTask("c")], run, jobs=3)
 
 
+def test_default_jobs_run_four_stages_at_once_even_on_few_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    import forklift.execute.scheduler as scheduler
+
+    monkeypatch.setattr(scheduler.os, "sched_getaffinity", lambda pid: {0, 1})  # a 2-CPU machine
+    assert scheduler.default_jobs() == 4
+    monkeypatch.setattr(scheduler.os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert scheduler.default_jobs() == 16
+    monkeypatch.setattr(scheduler.os, "sched_getaffinity", lambda pid: {0, 1})
+    barrier = threading.Barrier(4, timeout=5)
+
+    def run(task: StageTask, done: Mapping[str, None], cancel: threading.Event) -> None:
+        barrier.wait()  # times out (BrokenBarrierError) unless the default lets all four run at once
+
+    run_stages([StageTask(n) for n in "abcd"], run)
+
+
 def test_jobs_limits_concurrency() -> None:
     active = 0
     peak = 0

@@ -38,6 +38,8 @@ from forklift.report.progress import (
 # from the memo (execute.memo) without loading the planner or the engine.
 if TYPE_CHECKING:
     from forklift.dockerfile.ignore import DockerIgnore
+    from forklift.execute.cache_transfer import CacheDestination, CacheSource
+    from forklift.execute.engine import BuildEnv, StageResult
     from forklift.execute.state import StageState
     from forklift.oci.image import Image
     from forklift.oci.store import Lease, Store
@@ -48,7 +50,11 @@ OUTPUT_TYPES = ("oci", "docker", "local", "tar", "image", "registry")
 
 @dataclass(frozen=True, kw_only=True)
 class OutputSpec:
-    """One ``--output``: ``type`` (oci, docker, local, tar, image) and its attributes."""
+    """One ``--output``: ``type`` (oci, docker, local, tar, image, registry) and its attributes.
+
+    ``type=registry,name=REF`` (and ``type=image,name=REF,push=true``, and ``--push``) stores the
+    image under each name and pushes it there; without ``name`` the ``-t`` tags are pushed.
+    """
 
     type: str
     dest: Path | None = None
@@ -109,6 +115,12 @@ class BuildOptions:
     build_contexts: Mapping[str, str] = field(default_factory=dict)
     max_size: str | None = None  # fail when the image is bigger (``50MB``, ``1GiB``, bytes)
     overlay: bool | None = None  # None: use overlayfs where it mounts; False: the copy fallback
+    # --cache-to / --cache-from: buildx specs (``type=registry,ref=REF,mode=max``,
+    # ``type=local,dest=DIR`` / ``type=local,src=DIR``) or parsed execute.cache_transfer values.
+    cache_to: tuple[str | CacheDestination, ...] = ()
+    cache_from: tuple[str | CacheSource, ...] = ()
+    pull: bool = False  # --pull: check the registry for every FROM image, even one the store has
+    insecure_registries: frozenset[str] = frozenset()  # --insecure-registry: plain HTTP to these hosts
 
 
 @dataclass(frozen=True)
@@ -151,6 +163,7 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
     from forklift.execute import memo
 
     started = time.monotonic()
+    cache_to, cache_from = _cache_specs(options)  # bad specs fail before any work
     context = options.context.resolve()
     if not context.is_dir():
         raise ForkliftError(f"build context {options.context} is not a directory")
@@ -163,7 +176,10 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
         except OSError as err:
             raise ForkliftError(f"cannot read Dockerfile {dockerfile_path}: {err.strerror}") from err
     memo_key = _memo_key(options, context, dockerfile_path, text)
-    if memo_key is not None and not options.no_cache and not options.no_cache_filter:
+    # A build answered from the memo records no cache keys (nothing to export), and --pull must ask
+    # the registry: both run the stages (every step still a cache hit when nothing changed).
+    use_memo = not (options.no_cache or options.no_cache_filter or cache_to or options.pull)
+    if memo_key is not None and use_memo:
         remembered = memo.load_valid(options.root, memo_key, context)
         if remembered is not None:
             return _replay(options, remembered, events, started)
@@ -182,7 +198,6 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
         BuildEnv,
         ExecOptions,
         RuntimeProvider,
-        StageResult,
         materialize_layers,
     )
     from forklift.execute.scheduler import StageTask, run_stages
@@ -221,6 +236,8 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
         platform=platform,
         escape=graph.escape,
         runtime_name=options.runtime,
+        pull=options.pull,
+        insecure_registries=frozenset(options.insecure_registries),
         named_contexts={n.lower(): NamedContext.parse(n, v) for n, v in options.build_contexts.items()},
     )
     snapshots = SnapshotCache(store.root)
@@ -281,6 +298,8 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
         def stop_containers() -> None:
             _kill_containers(env.runtime.peek(), state_dir)
 
+        for source in cache_from:
+            _import_cache(env, source, options.insecure_registries, events)
         try:
             results = run_stages(tasks, run_one, jobs=options.jobs, on_cancel=stop_containers)
         finally:
@@ -310,7 +329,7 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
                     store.set_ref(_canonical(tag), Digest.parse(digest))
             outputs = _outputs_for(options.outputs, position, len(targets))
             for out in outputs:
-                _export(store, image, state, out, tags)
+                _export(store, image, state, out, tags, options.insecure_registries)
             built.append(BuiltImage(result.name, image_id, digest, tags, store.root))
             blobs.extend([digest, image_id, *(str(d.digest) for d in state.layers)])
             # What each stage the target needed weighed (``forklift size`` reads it back).
@@ -326,6 +345,10 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
             write_build_record(store.root, digest, record)
             summary.append(f"image {result.name}: {image_id}" + (f" ({', '.join(tags)})" if tags else ""))
             summary.append(summarize(record))
+        if cache_to:
+            stage_keys = _stage_keys(results, {results[str(t)].name for t in targets})
+            for destination in cache_to:
+                _export_cache(env, stage_keys, destination, options.insecure_registries, events)
     if options.iidfile is not None and built:
         options.iidfile.write_text(built[0].image_id)
     sizes = {r.name: sum(d.size for d in r.state.layers) for r in results.values()}
@@ -345,6 +368,99 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
         )
     events(BuildFinished(tuple(b.image_id for b in built), seconds, tuple(summary)))
     return BuildResult(tuple(built), seconds, sizes)
+
+
+# ---- the build cache between machines (--cache-from, --cache-to) ------------------------------------
+
+
+def _cache_specs(options: BuildOptions) -> tuple[list[CacheDestination], list[CacheSource]]:
+    """``cache_to`` and ``cache_from`` parsed (ForkliftError for a bad spec); none: nothing imported."""
+    if not options.cache_to and not options.cache_from:
+        return [], []
+    from forklift.execute.cache_transfer import parse_cache_from, parse_cache_to
+
+    to = [parse_cache_to(d) if isinstance(d, str) else d for d in options.cache_to]
+    sources = [parse_cache_from(s) if isinstance(s, str) else s for s in options.cache_from]
+    return to, sources
+
+
+def _stage_keys(results: Mapping[str, StageResult], finals: set[str]) -> list[Any]:
+    """What ``export_cache`` takes: each built stage's step keys (stage order), the targets final."""
+    from forklift.execute.cache_transfer import StageCacheKeys
+
+    ordered = sorted(results.values(), key=lambda r: r.index)
+    return [StageCacheKeys(r.name, r.keys, final=r.name in finals) for r in ordered]
+
+
+def _task_events(env: BuildEnv, events: EventSink, title: str) -> tuple[int, float]:
+    """Start a progress vertex for an internal task (not a step: the memo does not replay it)."""
+    vertex = env.next_vertex()
+    events(StepStarted(vertex, title))
+    return vertex, time.monotonic()
+
+
+def _import_cache(env: BuildEnv, source: CacheSource, insecure: frozenset[str], events: EventSink) -> None:
+    """``--cache-from``: the export's entries into the local cache (a missing cache is a warning)."""
+    from forklift.execute.cache_transfer import import_cache
+    from forklift.oci.registry.client import RegistryOptions
+    from forklift.report.progress import StepFailed, StepLog
+
+    where = str(source.ref) if source.type == "registry" else f"{source.src}"
+    vertex, started = _task_events(env, events, f"importing cache from {where}")
+    try:
+        registry = RegistryOptions(insecure_registries=insecure)
+        result = import_cache(env.store, source, registry_options=registry)
+    except ForkliftError as err:
+        events(StepFailed(vertex, time.monotonic() - started, err.render()))
+        raise ForkliftError(f"--cache-from {where}: {err.message}", hint=err.hint) from None
+    if not result.found:
+        events(StepLog(vertex, f"WARNING: no cache at {result.location}: building without it\n"))
+    else:
+        events(
+            StepLog(
+                vertex,
+                f"{result.entries} entries imported, {result.kept} already here, "
+                f"{result.layers_fetched} blobs fetched\n",
+            )
+        )
+    events(StepDone(vertex, time.monotonic() - started))
+
+
+def _export_cache(
+    env: BuildEnv,
+    stage_keys: list[Any],
+    destination: CacheDestination,
+    insecure: frozenset[str],
+    events: EventSink,
+) -> None:
+    """``--cache-to``: export the steps this build used; with ``ignore-error=true`` a failure warns."""
+    from forklift.execute.cache_transfer import export_cache
+    from forklift.oci.registry.client import RegistryOptions
+    from forklift.report.progress import StepFailed, StepLog
+
+    where = str(destination.ref) if destination.type == "registry" else str(destination.dest)
+    vertex, started = _task_events(env, events, f"exporting cache to {where} (mode={destination.mode})")
+    try:
+        result = export_cache(
+            env.store, stage_keys, destination, registry_options=RegistryOptions(insecure_registries=insecure)
+        )
+    except (ForkliftError, OSError) as err:
+        message = err.message if isinstance(err, ForkliftError) else str(err)
+        if not destination.ignore_error:
+            events(StepFailed(vertex, time.monotonic() - started, message))
+            hint = err.hint if isinstance(err, ForkliftError) else None
+            raise ForkliftError(
+                f"--cache-to {where}: {message}", hint=hint or "add ignore-error=true to only warn"
+            ) from None
+        events(StepLog(vertex, f"WARNING: cache export to {where} failed: {message}\n"))
+        events(StepDone(vertex, time.monotonic() - started))
+        return
+    if result.written:
+        text = f"{result.entries} entries, {result.layers} layers -> {result.location} ({result.digest})\n"
+    else:
+        text = "WARNING: no cache entries to export\n"
+    events(StepLog(vertex, text))
+    events(StepDone(vertex, time.monotonic() - started))
 
 
 def _memo_key(options: BuildOptions, context: Path, dockerfile: Path, text: str) -> str | None:
@@ -401,7 +517,7 @@ def _replay(options: BuildOptions, doc: Mapping[str, Any], events: EventSink, st
             img = b.image
             state = StageState(config=image_config(img), layers=image_manifest(img).layers)
             for out in _outputs_for(options.outputs, position, len(built)):
-                _export(store, img, state, out, b.tags)
+                _export(store, img, state, out, b.tags, options.insecure_registries)
     if options.iidfile is not None and built:
         options.iidfile.write_text(built[0].image_id)
     seconds = time.monotonic() - started
@@ -548,12 +664,20 @@ def _write_image(store: Store, state: StageState, lease: Lease | None) -> tuple[
     return StoreImage(store, digest), str(config_digest), str(digest)
 
 
-def _export(store: Store, image: Image, state: StageState, out: OutputSpec, tags: tuple[str, ...]) -> None:
+def _export(
+    store: Store,
+    image: Image,
+    state: StageState,
+    out: OutputSpec,
+    tags: tuple[str, ...],
+    insecure_registries: frozenset[str] = frozenset(),
+) -> None:
     """Write one output of a target."""
     from forklift.oci.model import Digest
 
     if out.type == "registry":
         from forklift.errors import RegistryError
+        from forklift.oci.registry.client import RegistryOptions
         from forklift.oci.registry.transfer import push_image
 
         targets = out.name.split(",") if out.name else list(tags)
@@ -565,7 +689,7 @@ def _export(store: Store, image: Image, state: StageState, out: OutputSpec, tags
             if store.get_ref(canonical) != digest:
                 store.set_ref(canonical, digest)
             try:
-                push_image(store, canonical)
+                push_image(store, canonical, options=RegistryOptions(insecure_registries=insecure_registries))
             except (RegistryError, OSError) as err:
                 raise ForkliftError(f"pushing {target}: {err}") from err
         return

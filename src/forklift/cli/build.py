@@ -88,7 +88,14 @@ def _ssh(values: tuple[str, ...]) -> dict[str, str]:
 )
 @click.option("--secret", "secrets", multiple=True, help="Secret: id=ID,src=FILE or id=ID,env=VAR.")
 @click.option("--ssh", "ssh", multiple=True, help="SSH agent socket: default or ID=SOCKET.")
-@click.option("-o", "--output", "outputs", multiple=True, help="type=oci|docker|local|tar,dest=PATH.")
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    help="Output; repeatable: type=oci|docker|local|tar,dest=PATH; type=image,name=REF[,push=true]; "
+    "type=registry[,name=REF] (push).",
+)
 @click.option("--iidfile", type=click.Path(dir_okay=False, path_type=Path), help="Write the image ID here.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
 @click.option(
@@ -101,6 +108,30 @@ def _ssh(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--runtime", default=None, help="OCI runtime: runc or crun (name or path).")
 @click.option("--platform", default=None, help="Target platform (os/arch).")
 @click.option("--push", is_flag=True, help="Push the tagged image(s) (--output type=registry).")
+@click.option(
+    "--pull", is_flag=True, help="Always check the registry for newer FROM images, even those stored."
+)
+@click.option(
+    "--insecure-registry",
+    "insecure_registries",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="Use plain HTTP with this registry (pulls, pushes, cache); repeatable. "
+    "localhost and 127.0.0.1 always are.",
+)
+@click.option(
+    "--cache-to",
+    "cache_to",
+    multiple=True,
+    help="Export the build cache; repeatable: type=registry,ref=REF[,mode=min|max] or "
+    "type=local,dest=DIR[,mode=min|max] (also compression=gzip|zstd|uncompressed, ignore-error=true).",
+)
+@click.option(
+    "--cache-from",
+    "cache_from",
+    multiple=True,
+    help="Import a build cache first; repeatable: type=registry,ref=REF or type=local,src=DIR.",
+)
 @click.option("--max-size", default=None, help="Fail when the image is bigger than this (50MB, 1GiB).")
 @click.option(
     "--build-context",
@@ -131,6 +162,10 @@ def build_command(
     runtime: str | None,
     platform: str | None,
     push: bool,
+    pull: bool,
+    insecure_registries: tuple[str, ...],
+    cache_to: tuple[str, ...],
+    cache_from: tuple[str, ...],
     max_size: str | None,
     build_contexts: tuple[str, ...],
     context: Path,
@@ -175,6 +210,10 @@ def build_command(
         platform=platform,
         build_contexts=_pairs(build_contexts, "--build-context", from_env=False),
         max_size=max_size,
+        cache_to=cache_to,  # parsed (and checked) by build() before any work
+        cache_from=cache_from,
+        pull=pull,
+        insecure_registries=frozenset(insecure_registries),
     )
     mode = "quiet" if quiet else progress
     if mode == "auto":

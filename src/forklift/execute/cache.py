@@ -147,20 +147,22 @@ class BuildCache:
     def get(self, key: str) -> CacheRecord | None:
         """The record stored under ``key``, or None (missing or unreadable)."""
         try:
-            doc = json.loads(self._step_path(key).read_text())
-            layer = doc.get("layer")
-            return CacheRecord(
-                key=key,
-                created=str(doc["created"]),
-                layer=LayerRef(
-                    str(layer["digest"]), str(layer["diff_id"]), int(layer["size"]), str(layer["media_type"])
-                )
-                if layer
-                else None,
-                data={str(k): str(v) for k, v in doc.get("data", {}).items()},
-            )
+            return _record(key, json.loads(self._step_path(key).read_text()))
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def get_entry(self, key: str) -> tuple[CacheRecord, StepInputs] | None:
+        """The record stored under ``key`` and the inputs that made it, or None (missing, unreadable,
+        or inputs that do not make ``key``: such a record is never exported)."""
+        try:
+            doc = json.loads(self._step_path(key).read_text())
+            record = _record(key, doc)
+            inputs = StepInputs.from_json(doc["inputs"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if inputs.key() != key:
+            return None
+        return record, inputs
 
     def put(self, record: CacheRecord, inputs: StepInputs) -> None:
         """Store ``record`` (atomically; a concurrent writer of the same key writes the same thing)."""
@@ -209,6 +211,22 @@ class BuildCache:
             if layer:
                 out.add(str(layer["digest"]))
         return out
+
+
+def _record(key: str, doc: Mapping[str, Any]) -> CacheRecord:
+    """A record from its file's JSON (KeyError/TypeError/ValueError when malformed)."""
+    layer = doc.get("layer")
+    ref = None
+    if layer:
+        ref = LayerRef(
+            str(layer["digest"]), str(layer["diff_id"]), int(layer["size"]), str(layer["media_type"])
+        )
+    return CacheRecord(
+        key=key,
+        created=str(doc["created"]),
+        layer=ref,
+        data={str(k): str(v) for k, v in doc.get("data", {}).items()},
+    )
 
 
 def _short(value: str, limit: int = 40) -> str:

@@ -19,9 +19,7 @@ build can say exactly that without the engine changing. An export with no entry 
 answered from the whole-build memo records no keys) writes nothing, so it never replaces a good
 cache with an empty one.
 
-Two thin adapters stand in for what other modules keep private, until they offer it:
-``read_entry`` reads a record's inputs from its file (cache.py could offer
-``BuildCache.get_entry(key) -> tuple[CacheRecord, StepInputs] | None``), and ``_layer_blob`` writes
+One thin adapter stands in for what the engine keeps private, until it offers it: ``_layer_blob`` writes
 a lazily kept layer's blob from its snapshot as ``engine.materialize_layers`` does (the engine could
 offer ``write_layer_blob(store, snapshots, layer: LayerRef, kind: str, source_date_epoch)``).
 """
@@ -423,22 +421,9 @@ def read_cache_manifest(raw: bytes, where: str) -> Manifest:
 
 
 def read_entry(cache: BuildCache, key: str) -> CacheEntry | None:
-    """The record and inputs stored under ``key``, or None.
-
-    ``BuildCache.get`` returns the record without its inputs; the inputs are read from the record
-    file (``<cache root>/steps/<hex>.json``, as cache.py documents) until cache.py offers them.
-    """
-    record = cache.get(key)
-    if record is None:
-        return None
-    try:
-        doc = json.loads((cache.root / "steps" / (key.split(":", 1)[-1] + ".json")).read_text())
-        inputs = StepInputs.from_json(doc["inputs"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if inputs.key() != key:
-        return None
-    return CacheEntry(record, inputs)
+    """The record and inputs stored under ``key`` (``BuildCache.get_entry``), or None."""
+    found = cache.get_entry(key)
+    return None if found is None else CacheEntry(*found)
 
 
 # ---- export ------------------------------------------------------------------------------------------

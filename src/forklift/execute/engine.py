@@ -49,6 +49,8 @@ class ExecOptions:
     escape: str = "\\"
     runtime_name: str | None = None
     named_contexts: Mapping[str, NamedContext] = field(default_factory=dict)
+    pull: bool = False  # --pull: check the registry for every FROM image once per build
+    insecure_registries: frozenset[str] = frozenset()  # --insecure-registry: plain HTTP to these hosts
 
 
 class RuntimeProvider:
@@ -90,6 +92,7 @@ class BuildEnv:
     recorded_layers: set[str] = field(default_factory=set)  # layer digests of records this build wrote
     downloaded: bool = False  # an ADD <url> ran: remote content, so the build is not memoized
     pull_lock: threading.Lock = field(default_factory=threading.Lock)
+    pulled: set[str] = field(default_factory=set)  # references --pull checked already (under pull_lock)
 
     def next_vertex(self) -> int:
         """A fresh progress vertex number (BuildKit's ``#N``)."""
@@ -106,12 +109,14 @@ class BuildEnv:
 
 @dataclass(frozen=True)
 class StageResult:
-    """A finished stage: its final state (an image value) and whether any step ran."""
+    """A finished stage: its final state (an image value), whether any step ran, and the cache key
+    of each of its steps in order (what ``--cache-to`` exports)."""
 
     name: str
     index: int
     state: StageState
     ran: bool = False
+    keys: tuple[str, ...] = ()
 
 
 # ---- layers and snapshots ----------------------------------------------------------------------
@@ -256,6 +261,7 @@ class Stepper:
         # (a COPY re-links the files that did not change from it instead of copying them again).
         self.previous_inputs: StepInputs | None = None
         self.previous_snapshot: Path | None = None
+        self.keys: list[str] = []  # the cache key of every step, hit or miss, in order
 
     def title(self, index: int, text: str) -> str:
         """``[builder 2/5] RUN make`` as BuildKit shows a step."""
@@ -281,6 +287,7 @@ class Stepper:
         if visible:
             env.events(StepStarted(vertex, self.title(index, text), self.stage_name, location))
         key = inputs.key()
+        self.keys.append(key)
         record = None if self.no_cache else env.cache.get(key)
         if (
             record is not None

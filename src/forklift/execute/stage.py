@@ -72,7 +72,7 @@ def run_stage(
             state = _config_step(env, stepper, state, op, index, global_values, build_args)
         else:
             raise BuildError(f"unexpected FROM inside stage {planned.display_name}", location=op.location)
-    return StageResult(planned.display_name, planned.index, state, ran=stepper.ran)
+    return StageResult(planned.display_name, planned.index, state, ran=stepper.ran, keys=tuple(stepper.keys))
 
 
 def image_triggers(texts: tuple[str, ...], escape: str) -> list[Op]:

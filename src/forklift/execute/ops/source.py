@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from forklift.errors import BuildError, ForkliftError, ImageError
 from forklift.execute.engine import BuildEnv, StageResult, Stepper
@@ -15,6 +16,9 @@ from forklift.oci.image import StoreImage
 from forklift.oci.model import ContainerConfig, ImageConfig
 from forklift.plan.ops import ImageRef, NamedContextRef, ScratchRef, SourceOp, StageRef
 from forklift.report.progress import StepCached, StepDone, StepFailed, StepStarted
+
+if TYPE_CHECKING:
+    from forklift.oci.registry.client import RegistryOptions
 
 DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -40,6 +44,9 @@ def load_base(env: BuildEnv, ref: str) -> StageState:
         canonical = ref if ref.startswith("sha256:") else str(parse_reference(ref))
     except ForkliftError as err:
         raise BuildError(f"invalid image reference {ref!r}: {err.message}") from err
+    if env.options.pull and not canonical.startswith("sha256:") and "@" not in canonical:
+        # --pull: the registry says what the tag names now (a digest cannot change: not checked).
+        _check_registry(env, canonical)
     try:
         img = load_image(env.store, canonical, platform=env.options.platform)
     except ImageError as err:
@@ -51,6 +58,35 @@ def load_base(env: BuildEnv, ref: str) -> StageState:
     if env.lease is not None:
         env.lease.add(*(d.digest for d in manifest.layers))
     return StageState(config=config, layers=manifest.layers, base=ref, base_created=config.created)
+
+
+def _registry_options(env: BuildEnv) -> RegistryOptions:
+    from forklift.oci.registry.client import RegistryOptions
+
+    return RegistryOptions(insecure_registries=env.options.insecure_registries)
+
+
+def _check_registry(env: BuildEnv, canonical: str) -> None:
+    """``--pull``: fetch what ``canonical`` names in its registry now (only new blobs are downloaded),
+    once per build for each reference, however many stages and COPY --from name it."""
+    from forklift.errors import RegistryError
+    from forklift.oci.registry.transfer import ensure_image
+
+    with env.pull_lock:
+        if canonical in env.pulled:
+            return
+        try:
+            ensure_image(
+                env.store, canonical, platform=env.options.platform, pull=True, options=_registry_options(env)
+            )
+        except (RegistryError, ImageError) as err:
+            raise BuildError(
+                f"--pull: cannot pull {canonical}: {err.message}",
+                hint="check the registry (plain HTTP needs --insecure-registry), or build without --pull",
+            ) from None
+        except OSError as err:
+            raise BuildError(f"--pull: cannot pull {canonical}: {err}") from None
+        env.pulled.add(canonical)
 
 
 def _pull(env: BuildEnv, canonical: str, missing: ImageError) -> StoreImage:
@@ -65,11 +101,13 @@ def _pull(env: BuildEnv, canonical: str, missing: ImageError) -> StoreImage:
         except ImageError:
             pass
         try:
-            result = pull_image(env.store, canonical, platform=env.options.platform)
+            result = pull_image(
+                env.store, canonical, platform=env.options.platform, options=_registry_options(env)
+            )
         except (RegistryError, ImageError) as err:
             raise BuildError(
                 f"image {canonical} is not in the local store and could not be pulled: {err.message}",
-                hint="pull it (forklift pull), or load/import it (forklift load, forklift import)",
+                hint=err.hint or "pull it (forklift pull), or load it (forklift load, forklift import)",
             ) from missing
         except OSError as err:
             raise BuildError(

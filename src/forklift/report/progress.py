@@ -154,6 +154,9 @@ class RawJsonRenderer:
             self._stream.flush()
 
 
+_FAILED_TAIL = 10  # output lines of a failed step the tty view prints (the live view showed only one)
+
+
 class TtyRenderer:
     """A live view (rich): the running steps with their last output line; finished steps scroll above.
 
@@ -167,6 +170,7 @@ class TtyRenderer:
         self._lock = threading.Lock()
         self._names: dict[int, str] = {}
         self._last: dict[int, str] = {}
+        self._tails: dict[int, list[str]] = {}  # a running step's last output lines, shown if it fails
         self._started: dict[int, float] = {}
         self._live: Any = None
 
@@ -188,12 +192,26 @@ class TtyRenderer:
         from rich.text import Text
 
         now = time.monotonic()
+        view = Text(no_wrap=True, overflow="ellipsis")
         with self._lock:
-            lines = [
-                f"[+] #{v} {self._names[v]}  {now - self._started[v]:.1f}s  {self._last.get(v, '')[:80]}"
-                for v in sorted(self._names)
-            ]
-        return Text("\n".join(lines), style="cyan")
+            for v in sorted(self._names):
+                # Each running step: its name (cut so the timer stays on screen), elapsed time, and
+                # below it the latest line of its output; lines are cut, never wrapped.
+                elapsed = f"{now - self._started[v]:.1f}s"
+                prefix = f"[+] #{v} "
+                name = self._fit(self._names[v], len(prefix) + len(elapsed) + 2)
+                view.append(f"{prefix}{name}  {elapsed}\n", style="cyan")
+                last = self._last.get(v)
+                if last:
+                    view.append(f"    {last}\n", style="dim")
+        view.rstrip()
+        return view
+
+    def _fit(self, name: str, reserved: int) -> str:
+        """``name`` cut (with an ellipsis) so that a step line with ``reserved`` more columns (the
+        ``#N `` prefix and the status) fits the terminal: a long RUN never wraps its DONE away."""
+        room = max(self._console.width - reserved, 20)
+        return name if len(name) <= room else name[: room - 1] + "…"
 
     def __call__(self, event: Event) -> None:
         from rich.markup import escape
@@ -206,22 +224,33 @@ class TtyRenderer:
             elif isinstance(event, StepMissed):
                 name = self._names.get(event.vertex, "")
                 self._last[event.vertex] = f"(miss: {event.reason})"
-                out = f"[dim]#{event.vertex} {escape(name)}: cache miss: {escape(event.reason)}[/dim]"
+                shown = escape(self._fit(name, 16))
+                out = f"[dim]#{event.vertex} {shown}: cache miss: {escape(event.reason)}[/dim]"
             elif isinstance(event, StepLog):
                 tail = [line for line in event.text.splitlines() if line.strip()]
                 if tail:
                     self._last[event.vertex] = tail[-1].strip()
+                    self._tails[event.vertex] = (self._tails.get(event.vertex, []) + tail)[-_FAILED_TAIL:]
             elif isinstance(event, StepDone):
                 name = self._names.pop(event.vertex, "")
                 self._last.pop(event.vertex, None)
+                self._tails.pop(event.vertex, None)
                 status = (
                     "[blue]CACHED[/blue]" if event.cached else f"[green]DONE {event.seconds:.1f}s[/green]"
                 )
-                out = f"#{event.vertex} {escape(name)}  {status}"
+                out = f"#{event.vertex} {escape(self._fit(name, 16))}  {status}"
             elif isinstance(event, StepFailed):
                 name = self._names.pop(event.vertex, "")
-                out = f"[red]#{event.vertex} {escape(name)}  ERROR[/red]"
+                self._last.pop(event.vertex, None)
+                first = event.message.splitlines()[0] if event.message else "failed"
+                out = f"[red]#{event.vertex} {escape(self._fit(name, 16))}  ERROR: {escape(first)}[/red]"
+                for line in self._tails.pop(event.vertex, []):
+                    out += f"\n[dim]#{event.vertex} {escape(line)}[/dim]"
             elif isinstance(event, BuildFinished):
                 out = escape("\n".join(event.summary)) if event.summary else None
         if out is not None:
+            if self._live is not None:
+                # Printing redraws the live view as last rendered; refresh it first so a step that
+                # just finished is not drawn again as running below its DONE line.
+                self._live.refresh()
             self._console.print(out, markup=True, highlight=False)

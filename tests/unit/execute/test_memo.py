@@ -54,3 +54,27 @@ def test_a_just_modified_file_is_not_trusted(tmp_path: Path) -> None:
     store, _, f = setup(tmp_path)
     f.write_text("fresh")
     assert not memo.save(store, memo.memo_key({}), {"blobs": []}, {"a.txt": sig(f)})
+
+
+def test_nested_reads_symlinks_and_removed_paths(tmp_path: Path) -> None:
+    store, context, f = setup(tmp_path)
+    (context / "d").mkdir()
+    nested = context / "d" / "n.txt"
+    nested.write_text("n")
+    link = context / "link"
+    link.symlink_to("a.txt")
+    for p in (nested, context / "d"):
+        os.utime(p, (time.time() - 10,) * 2)
+    time.sleep(0.15)
+    reads = {"a.txt": sig(f), "d/n.txt": sig(nested), "link": sig(link), "gone": [], "": sig(context)}
+    key = memo.memo_key({"text": "nested"})
+    assert memo.save(store, key, {"blobs": []}, reads)
+    assert memo.load_valid(store, key, context) is not None  # the symlink is lstat'ed, "gone" stays gone
+    (context / "gone").write_text("now here")
+    assert memo.load_valid(store, key, context) is None
+    key2 = memo.memo_key({"text": "nested only"})
+    assert memo.save(store, key2, {"blobs": []}, {"d/n.txt": sig(nested)})
+    assert memo.load_valid(store, key2, context) is not None
+    nested.unlink()
+    assert memo.load_valid(store, key2, context) is None
+    assert memo.load_valid(store, key, tmp_path / "no-such-context") is None

@@ -171,6 +171,7 @@ class TtyRenderer:
         self._names: dict[int, str] = {}
         self._last: dict[int, str] = {}
         self._tails: dict[int, list[str]] = {}  # a running step's last output lines, shown if it fails
+        self._partial: dict[int, str] = {}  # a running step's unfinished output line
         self._started: dict[int, float] = {}
         self._live: Any = None
 
@@ -227,14 +228,22 @@ class TtyRenderer:
                 shown = escape(self._fit(name, 16))
                 out = f"[dim]#{event.vertex} {shown}: cache miss: {escape(event.reason)}[/dim]"
             elif isinstance(event, StepLog):
-                tail = [line for line in event.text.splitlines() if line.strip()]
+                # Output arrives in chunks that may end mid-line: the unfinished line waits.
+                text = self._partial.pop(event.vertex, "") + event.text
+                *complete, rest = text.replace("\r\n", "\n").split("\n")
+                if rest:
+                    self._partial[event.vertex] = rest
+                tail = [line.rstrip() for line in complete if line.strip()]
                 if tail:
-                    self._last[event.vertex] = tail[-1].strip()
                     self._tails[event.vertex] = (self._tails.get(event.vertex, []) + tail)[-_FAILED_TAIL:]
+                shown = (rest or (tail[-1] if tail else "")).split("\r")[-1].strip()
+                if shown:
+                    self._last[event.vertex] = shown
             elif isinstance(event, StepDone):
                 name = self._names.pop(event.vertex, "")
                 self._last.pop(event.vertex, None)
                 self._tails.pop(event.vertex, None)
+                self._partial.pop(event.vertex, None)
                 status = (
                     "[blue]CACHED[/blue]" if event.cached else f"[green]DONE {event.seconds:.1f}s[/green]"
                 )
@@ -243,8 +252,10 @@ class TtyRenderer:
                 name = self._names.pop(event.vertex, "")
                 self._last.pop(event.vertex, None)
                 first = event.message.splitlines()[0] if event.message else "failed"
-                out = f"[red]#{event.vertex} {escape(self._fit(name, 16))}  ERROR: {escape(first)}[/red]"
-                for line in self._tails.pop(event.vertex, []):
+                shown = escape(self._fit(name, 12 + len(first)))
+                out = f"[red]#{event.vertex} {shown}  ERROR: {escape(first)}[/red]"
+                rest = self._partial.pop(event.vertex, "").strip()
+                for line in self._tails.pop(event.vertex, []) + ([rest] if rest else []):
                     out += f"\n[dim]#{event.vertex} {escape(line)}[/dim]"
             elif isinstance(event, BuildFinished):
                 out = escape("\n".join(event.summary)) if event.summary else None

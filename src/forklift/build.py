@@ -41,11 +41,13 @@ if TYPE_CHECKING:
     from forklift.execute.cache_transfer import CacheDestination, CacheSource
     from forklift.execute.engine import BuildEnv, StageResult
     from forklift.execute.state import StageState
+    from forklift.oci.compression import Compression
     from forklift.oci.image import Image
     from forklift.oci.store import Lease, Store
     from forklift.runtime.base import Runtime
 
 OUTPUT_TYPES = ("oci", "docker", "local", "tar", "image", "registry")
+_COMPRESSIONS: Mapping[str, Compression] = {"gzip": "gzip", "zstd": "zstd", "uncompressed": "none"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,13 +55,18 @@ class OutputSpec:
     """One ``--output``: ``type`` (oci, docker, local, tar, image, registry) and its attributes.
 
     ``type=registry,name=REF`` (and ``type=image,name=REF,push=true``, and ``--push``) stores the
-    image under each name and pushes it there; without ``name`` the ``-t`` tags are pushed.
+    image under each name and pushes it there; without ``name`` the ``-t`` tags are pushed. A push
+    takes buildx's ``compression=gzip|zstd|uncompressed``, ``oci-mediatypes=true|false`` and
+    ``registry.insecure=true`` (plain HTTP to that registry).
     """
 
     type: str
     dest: Path | None = None
     tar: bool = True  # oci: a tar file (False: a layout directory)
     name: str | None = None
+    compression: Compression = "gzip"  # registry: for the layers the store keeps uncompressed
+    oci_mediatypes: bool | None = None  # registry: True OCI, False Docker, None as stored
+    insecure: bool = False  # registry: plain HTTP to the registries of ``name``
 
     @staticmethod
     def parse(text: str) -> OutputSpec:
@@ -85,7 +92,32 @@ class OutputSpec:
             raise ForkliftError("--output dest=- (standard output) is not supported")
         tar = fields.pop("tar", "true").lower() not in ("false", "0", "no")
         name = fields.pop("name", None)
-        return OutputSpec(type=kind, dest=Path(dest) if dest else None, tar=tar, name=name)
+        compression_name = fields.pop("compression", "gzip").lower()
+        compression = _COMPRESSIONS.get(compression_name)
+        if compression is None:
+            raise ForkliftError(
+                f"invalid --output compression={compression_name!r} (gzip, zstd or uncompressed)"
+            )
+        oci = fields.pop("oci-mediatypes", None)
+        insecure = fields.pop("registry.insecure", "false")
+        return OutputSpec(
+            type=kind,
+            dest=Path(dest) if dest else None,
+            tar=tar,
+            name=name,
+            compression=compression,
+            oci_mediatypes=None if oci is None else _flag(oci, "oci-mediatypes"),
+            insecure=_flag(insecure, "registry.insecure"),
+        )
+
+
+def _flag(value: str, key: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes", ""):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ForkliftError(f"invalid --output {key}={value!r} (true or false)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -678,18 +710,30 @@ def _export(
     if out.type == "registry":
         from forklift.errors import RegistryError
         from forklift.oci.registry.client import RegistryOptions
-        from forklift.oci.registry.transfer import push_image
+        from forklift.oci.registry.transfer import MediaFamily, push_image
 
         targets = out.name.split(",") if out.name else list(tags)
         if not targets:
             raise ForkliftError("--output type=registry needs name=NAME[:TAG] (or -t)")
         digest = Digest.parse(_image_digest(image))
+        media_types: MediaFamily | None = None
+        if out.oci_mediatypes is not None:
+            media_types = "oci" if out.oci_mediatypes else "docker"
         for target in targets:
             canonical = _canonical(target)
             if store.get_ref(canonical) != digest:
                 store.set_ref(canonical, digest)
+            insecure = set(insecure_registries)
+            if out.insecure:
+                insecure.add(canonical.split("/", 1)[0])
             try:
-                push_image(store, canonical, options=RegistryOptions(insecure_registries=insecure_registries))
+                push_image(
+                    store,
+                    canonical,
+                    media_types=media_types,
+                    compression=out.compression,
+                    options=RegistryOptions(insecure_registries=frozenset(insecure)),
+                )
             except (RegistryError, OSError) as err:
                 raise ForkliftError(f"pushing {target}: {err}") from err
         return

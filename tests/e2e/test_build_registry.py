@@ -132,6 +132,8 @@ def test_registry_cache_and_push_through_the_command_line(
     image_ref = f"{plain_registry.host}/cli/app:1"
     first_store = tmp_path / "store-a"
     busybox_image(first_store)
+    docker_ref = f"{plain_registry.host}/cli/app:docker"
+    zstd_ref = f"{plain_registry.host}/cli/app:zstd"
     first_id, _ = build_ok(
         first_store,
         context,
@@ -139,14 +141,31 @@ def test_registry_cache_and_push_through_the_command_line(
         f"type=registry,ref={cache_ref},mode=max",
         "--output",
         f"type=registry,name={image_ref}",
+        "--output",
+        f"type=registry,name={docker_ref},oci-mediatypes=false",
+        "--output",
+        f"type=image,name={zstd_ref},push=true,compression=zstd",
     )
-    inspected = subprocess.run(
-        [skopeo, "inspect", "--raw", "--tls-verify=false", f"docker://{image_ref}"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    assert json.loads(inspected)["config"]["digest"] == first_id
+
+    def raw_manifest(ref: str) -> dict[str, object]:
+        inspected = subprocess.run(
+            [skopeo, "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        doc: dict[str, object] = json.loads(inspected)
+        return doc
+
+    manifest = raw_manifest(image_ref)
+    assert manifest["config"]["digest"] == first_id  # type: ignore[index]
+    assert all(layer["mediaType"].endswith("+gzip") for layer in manifest["layers"])  # type: ignore[attr-defined]
+    docker = raw_manifest(docker_ref)
+    assert docker["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    zstd = raw_manifest(zstd_ref)
+    # The build's own layers (stored uncompressed) go up as zstd; the base's as they were pulled.
+    kinds = [layer["mediaType"].rsplit("+", 1)[-1] for layer in zstd["layers"]]  # type: ignore[attr-defined]
+    assert kinds == [kinds[0], "zstd", "zstd"] and kinds[0] != "zstd", kinds
 
     fresh = tmp_path / "store-b"
     busybox_image(fresh)

@@ -14,8 +14,9 @@ the same image ID (and, for forklift's uncompressed store layers, the same manif
 
 Which entries: the caller says which keys each stage used and which stages are final
 (``StageCacheKeys``); ``mode=min`` exports the final stages' entries, ``mode=max`` every stage's.
-``RecordingBuildCache`` is a ``BuildCache`` that notes the keys each stage looks up or writes, so a
-build can say exactly that without the engine changing. An export with no entry at all (a build
+``forklift build`` takes them from each ``StageResult.keys``; ``RecordingBuildCache`` (a
+``BuildCache`` that notes the keys each stage looks up or writes) serves callers that drive the
+engine without those results. An export with no entry at all (a build
 answered from the whole-build memo records no keys) writes nothing, so it never replaces a good
 cache with an empty one.
 

@@ -93,6 +93,10 @@ class BuildEnv:
     downloaded: bool = False  # an ADD <url> ran: remote content, so the build is not memoized
     pull_lock: threading.Lock = field(default_factory=threading.Lock)
     pulled: set[str] = field(default_factory=set)  # references --pull checked already (under pull_lock)
+    # The indexes of the target stages. Their layers go into the image, so each step writes its
+    # blob at once, in the one tar pass that hashes it; other stages' layers stay lazy (hashed
+    # only, written by materialize_layers if an image ever needs them). Empty: every layer is lazy.
+    eager_stages: frozenset[int] = frozenset()
 
     def next_vertex(self) -> int:
         """A fresh progress vertex number (BuildKit's ``#N``)."""
@@ -249,9 +253,11 @@ class Stepper:
         *,
         no_cache: bool,
         cancel: threading.Event | None = None,
+        eager_layers: bool = False,
     ) -> None:
         self.env = env
         self.cancel = cancel
+        self.eager_layers = eager_layers  # a target stage: store_layer(lazy=False) (see BuildEnv)
         self.stage_name = stage_name
         self.total = total
         self.no_cache = no_cache

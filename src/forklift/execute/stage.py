@@ -52,7 +52,14 @@ def run_stage(
     if not ops or not isinstance(ops[0], SourceOp):
         raise BuildError(f"stage {planned.display_name} has no FROM", location=planned.location)
     source = ops[0]
-    stepper = Stepper(env, planned.display_name, len(ops), no_cache=no_cache, cancel=cancel)
+    stepper = Stepper(
+        env,
+        planned.display_name,
+        len(ops),
+        no_cache=no_cache,
+        cancel=cancel,
+        eager_layers=planned.index in env.eager_stages,
+    )
     finished = dict(done)
     state = resolve_source(env, stepper, source, finished)
     body = list(ops[1:])

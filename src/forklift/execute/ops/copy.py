@@ -545,7 +545,7 @@ def run_copy(
                     _forget_replaced_dirs(made, p)
                 for path, mtime_ns in reversed(dir_times):
                     os.utime(path, ns=(mtime_ns, mtime_ns))
-                layer = store_layer(env, DirectorySource(staging), lazy=True)
+                layer = store_layer(env, DirectorySource(staging), lazy=not stepper.eager_layers)
                 if layer is None:
                     shutil.rmtree(staging, ignore_errors=True)
                     return Outcome(None)
@@ -675,7 +675,7 @@ def run_workdir(
                     uid, gid, _ = resolve_user(view, state.container.user)
                     owner = (uid, gid)
                 os.chown(staging / rel, *owner)
-            layer = store_layer(env, DirectorySource(staging), lazy=True)
+            layer = store_layer(env, DirectorySource(staging), lazy=not stepper.eager_layers)
             if layer is None:
                 shutil.rmtree(staging, ignore_errors=True)
                 return Outcome(None)

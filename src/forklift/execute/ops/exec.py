@@ -108,7 +108,7 @@ def run_exec(
     )
 
     def run(vertex: int) -> Outcome:
-        return _execute(env, state, op, args, vertex, done)
+        return _execute(env, state, op, args, vertex, done, eager=stepper.eager_layers)
 
     return stepper.step(
         state, index=index, text=op.text, history=history, inputs=inputs, run=run, location=str(op.location)
@@ -127,6 +127,8 @@ def _execute(
     args: tuple[str, ...],
     vertex: int,
     done: dict[int, StageResult],
+    *,
+    eager: bool = False,
 ) -> Outcome:
     from forklift.runtime.users import resolve_user
     from forklift.snapshot.overlay import writable_rootfs
@@ -191,7 +193,7 @@ def _execute(
                 location=op.location,
                 hint=("last output:\n" + "\n".join(lines)) if lines else None,
             )
-        layer = store_layer(env, OverlayUpperSource(upper), lazy=True)
+        layer = store_layer(env, OverlayUpperSource(upper), lazy=not eager)
         if layer is None:
             return Outcome(None)
         # The upper directory is the new layer's snapshot: move it out of the scratch dir (same

@@ -333,6 +333,7 @@ def _write_entry(
     chmod: str | None,
     dir_times: list[tuple[Path, int]],
     reuse: Path | None = None,
+    location: SourceLocation | None = None,
 ) -> None:
     """Write one placed entry into the staging dir. ``reuse``: the same file in the previous
     snapshot of this step, known to be identical; it is hard-linked (snapshots are immutable)."""
@@ -349,7 +350,7 @@ def _write_entry(
     uid, gid = owner if owner is not None else (e.uid, e.gid)
     if p.archive:
         target.mkdir(parents=True, exist_ok=True)
-        _extract_archive(e.path, target)
+        _extract_archive(e.path, target, location)
         return
     if e.kind == "dir":
         if target.is_symlink() or (target.exists() and not target.is_dir()):
@@ -382,18 +383,22 @@ def _write_entry(
         os.utime(target, ns=(e.mtime_ns, e.mtime_ns))
 
 
-def _extract_archive(path: Path, target: Path) -> None:
-    """ADD of a local tar archive (gzip, bzip2, xz, zstd or plain): extracted safely into ``target``."""
+def _extract_archive(path: Path, target: Path, location: SourceLocation | None = None) -> None:
+    """ADD of a local tar archive (gzip, bzip2, xz, zstd or plain): extracted safely into ``target``.
+
+    A user's archive is not an image layer: its ``.wh.*`` files are ordinary files, as in BuildKit.
+    """
     from forklift.oci.compression import open_uncompressed
     from forklift.snapshot.unpack import ApplyOptions, apply_layer
 
+    options = ApplyOptions(mode="merge", same_owner=True, whiteouts=False)
     try:
         with open(path, "rb") as f, open_uncompressed(f) as tar:
-            apply_layer(tar, target, options=ApplyOptions(mode="merge", same_owner=True))
-    except ForkliftError as err:
-        raise BuildError(f"cannot extract {path.name}: {err.message}") from err
+            apply_layer(tar, target, options=options)
+    except ForkliftError as err:  # ImageError: a malformed or hostile archive
+        raise BuildError(f"cannot extract {path.name}: {err.message}", location=location) from err
     except (OSError, tarfile.TarError) as err:
-        raise BuildError(f"cannot extract {path.name}: {err}") from err
+        raise BuildError(f"cannot extract {path.name}: {err}", location=location) from err
 
 
 def _owner(view: Path | None, chown: str | None) -> tuple[int, int] | None:
@@ -541,7 +546,7 @@ def run_copy(
                     reuse = None
                     if old is not None and p.entry is not None and p.entry.kind == "file" and not p.archive:
                         reuse = _reusable(old / p.dest, p, owner, chmod, same)
-                    _write_entry(p, staging, owner, chmod, dir_times, reuse)
+                    _write_entry(p, staging, owner, chmod, dir_times, reuse, op.location)
                     _forget_replaced_dirs(made, p)
                 for path, mtime_ns in reversed(dir_times):
                     os.utime(path, ns=(mtime_ns, mtime_ns))

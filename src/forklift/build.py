@@ -10,12 +10,14 @@ never prints.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import shutil
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -360,8 +362,9 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
                 if store.get_ref(_canonical(tag)) != Digest.parse(digest):
                     store.set_ref(_canonical(tag), Digest.parse(digest))
             outputs = _outputs_for(options.outputs, position, len(targets))
+            progress = _Progress(events, env.next_vertex)
             for out in outputs:
-                _export(store, image, state, out, tags, options.insecure_registries)
+                _export(store, image, state, out, tags, options.insecure_registries, progress)
             built.append(BuiltImage(result.name, image_id, digest, tags, store.root))
             blobs.extend([digest, image_id, *(str(d.digest) for d in state.layers)])
             # What each stage the target needed weighed (``forklift size`` reads it back).
@@ -545,11 +548,12 @@ def _replay(options: BuildOptions, doc: Mapping[str, Any], events: EventSink, st
         from forklift.oci.store import Store
 
         store = Store(options.root)
+        progress = _Progress(events, itertools.count(len(doc["titles"]) + 1).__next__)
         for position, b in enumerate(built):
             img = b.image
             state = StageState(config=image_config(img), layers=image_manifest(img).layers)
             for out in _outputs_for(options.outputs, position, len(built)):
-                _export(store, img, state, out, b.tags, options.insecure_registries)
+                _export(store, img, state, out, b.tags, options.insecure_registries, progress)
     if options.iidfile is not None and built:
         options.iidfile.write_text(built[0].image_id)
     seconds = time.monotonic() - started
@@ -703,8 +707,9 @@ def _export(
     out: OutputSpec,
     tags: tuple[str, ...],
     insecure_registries: frozenset[str] = frozenset(),
+    progress: _Progress | None = None,
 ) -> None:
-    """Write one output of a target."""
+    """Write one output of a target (a push is reported as a task of its own)."""
     from forklift.oci.model import Digest
 
     if out.type == "registry":
@@ -726,16 +731,17 @@ def _export(
             insecure = set(insecure_registries)
             if out.insecure:
                 insecure.add(canonical.split("/", 1)[0])
-            try:
-                push_image(
-                    store,
-                    canonical,
-                    media_types=media_types,
-                    compression=out.compression,
-                    options=RegistryOptions(insecure_registries=frozenset(insecure)),
-                )
-            except (RegistryError, OSError) as err:
-                raise ForkliftError(f"pushing {target}: {err}") from err
+            with progress.task(f"pushing {canonical}") if progress is not None else nullcontext():
+                try:
+                    push_image(
+                        store,
+                        canonical,
+                        media_types=media_types,
+                        compression=out.compression,
+                        options=RegistryOptions(insecure_registries=frozenset(insecure)),
+                    )
+                except (RegistryError, OSError) as err:
+                    raise ForkliftError(f"pushing {target}: {err}") from err
         return
 
     assert out.dest is not None or out.type == "image"
@@ -769,6 +775,28 @@ def _export(
             dest.parent.mkdir(parents=True, exist_ok=True)
             with open(dest, "wb") as f:
                 write_layer(DirectorySource(root), f)
+
+
+class _Progress:
+    """Reports an internal task (a push) as a progress vertex of its own: started, done or failed."""
+
+    def __init__(self, events: EventSink, next_vertex: Callable[[], int]) -> None:
+        self.events = events
+        self.next_vertex = next_vertex
+
+    @contextmanager
+    def task(self, title: str) -> Iterator[None]:
+        from forklift.report.progress import StepFailed
+
+        vertex = self.next_vertex()
+        started = time.monotonic()
+        self.events(StepStarted(vertex, title))
+        try:
+            yield
+        except ForkliftError as err:
+            self.events(StepFailed(vertex, time.monotonic() - started, err.render()))
+            raise
+        self.events(StepDone(vertex, time.monotonic() - started))
 
 
 def _image_digest(image: Image) -> str:

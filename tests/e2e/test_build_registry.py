@@ -134,7 +134,7 @@ def test_registry_cache_and_push_through_the_command_line(
     busybox_image(first_store)
     docker_ref = f"{plain_registry.host}/cli/app:docker"
     zstd_ref = f"{plain_registry.host}/cli/app:zstd"
-    first_id, _ = build_ok(
+    first_id, progress = build_ok(
         first_store,
         context,
         "--cache-to",
@@ -146,6 +146,10 @@ def test_registry_cache_and_push_through_the_command_line(
         "--output",
         f"type=image,name={zstd_ref},push=true,compression=zstd",
     )
+
+    for ref in (image_ref, docker_ref, zstd_ref):
+        assert f"pushing {ref}" in progress
+    assert f"exporting cache to {cache_ref}" in progress
 
     def raw_manifest(ref: str) -> dict[str, object]:
         inspected = subprocess.run(

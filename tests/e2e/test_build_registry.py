@@ -104,10 +104,19 @@ def test_cache_to_and_from_a_local_directory(
 
     fresh = tmp_path / "store-b"
     busybox_image(fresh)
-    second_id, progress = build_ok(fresh, context, "--cache-from", f"type=local,src={cache_dir}")
+    missing = tmp_path / "no-cache-here"
+    second_id, progress = build_ok(
+        fresh,
+        context,
+        "--cache-from",
+        f"type=local,src={missing}",
+        "--cache-from",
+        f"type=local,src={cache_dir}",
+    )
     steps = step_results(progress)
     assert len(steps) == STEPS and all(steps.values()), progress
     assert "cache miss" not in progress
+    assert f"WARNING: no cache at {missing}" in progress  # as BuildKit: a missing cache only warns
     assert second_id == first_id
 
     # A failed export fails the build (exit 1, no traceback) unless ignore-error=true says warn.

@@ -445,9 +445,11 @@ def _import_cache(env: BuildEnv, source: CacheSource, insecure: frozenset[str], 
     try:
         registry = RegistryOptions(insecure_registries=insecure)
         result = import_cache(env.store, source, registry_options=registry)
-    except ForkliftError as err:
-        events(StepFailed(vertex, time.monotonic() - started, err.render()))
-        raise ForkliftError(f"--cache-from {where}: {err.message}", hint=err.hint) from None
+    except (ForkliftError, OSError) as err:
+        message = err.message if isinstance(err, ForkliftError) else str(err)
+        events(StepFailed(vertex, time.monotonic() - started, message))
+        hint = err.hint if isinstance(err, ForkliftError) else None
+        raise ForkliftError(f"--cache-from {where}: {message}", hint=hint) from None
     if not result.found:
         events(StepLog(vertex, f"WARNING: no cache at {result.location}: building without it\n"))
     else:

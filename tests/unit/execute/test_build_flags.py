@@ -80,3 +80,19 @@ def test_build_help_documents_the_registry_and_cache_flags(capsys: pytest.Captur
     for form in ("type=registry,ref=REF", "type=local,dest=DIR", "type=local,src=DIR", "mode=min|max"):
         assert form in text
     assert "type=registry[,name=REF] (push)" in text
+
+
+def test_a_corrupt_cache_source_fails_the_build_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    monkeypatch.chdir(tmp_path)
+    broken = tmp_path / "cache"
+    broken.mkdir()
+    (broken / "index.json").write_text('{"manifests":')
+    with pytest.raises(SystemExit) as exited:
+        main(["--root", str(tmp_path / "s"), "build", "--cache-from", f"type=local,src={broken}", "."])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert f"error: --cache-from {broken}: " in err and "not an OCI image index" in err
+    assert "Traceback" not in err

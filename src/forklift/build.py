@@ -297,7 +297,8 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
                 overlay_ok.append(overlay_supported(snapshots.root))
             return overlay_ok[0]
 
-    with store.lease() as lease:
+    # Releasing the snapshot leases matters in long-lived processes (the Python API): prune waits on them.
+    with store.lease() as lease, snapshots:
         env = BuildEnv(
             store=store,
             cache=BuildCache(store.root),
@@ -566,41 +567,10 @@ def _replay(options: BuildOptions, doc: Mapping[str, Any], events: EventSink, st
 def _probed_runtime(root: Path, name: str | None, state_dir: Path) -> Runtime:
     """The OCI runtime: probed once (a trial container) and remembered in ``<store>/runtime.json``
     while the binary stays the same file, so a build does not pay the probe every time."""
-    import json
-    import os
+    from forklift.runtime.oci import remembered_runtime
 
-    from forklift.runtime.oci import CANDIDATES, OciRuntime
-    from forklift.runtime.oci import find_runtime as find
-
-    record = root / "runtime.json"
     (root / "bundles").mkdir(parents=True, exist_ok=True)
-    try:
-        doc = json.loads(record.read_text())
-        binary = Path(doc["binary"])
-        st = binary.stat()
-        wanted = name is None or name in (doc["name"], str(binary))
-        if wanted and [st.st_size, st.st_mtime_ns, st.st_ino] == doc["stat"] and doc["name"] in CANDIDATES:
-            return OciRuntime(
-                binary=binary,
-                name=doc["name"],
-                version=doc["version"],
-                state_dir=state_dir,
-                bundle_dir=root / "bundles",
-            )
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    runtime = find(name, state_dir=state_dir, bundle_dir=root / "bundles")
-    st = runtime.binary.stat()
-    doc = {
-        "binary": str(runtime.binary),
-        "name": runtime.name,
-        "version": runtime.version,
-        "stat": [st.st_size, st.st_mtime_ns, st.st_ino],
-    }
-    tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, record)
-    return runtime
+    return remembered_runtime(root / "runtime.json", name, state_dir=state_dir, bundle_dir=root / "bundles")
 
 
 def _kill_containers(runtime: Runtime | None, state_dir: Path) -> None:

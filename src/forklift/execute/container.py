@@ -127,36 +127,11 @@ def image_lowers(store: Store, snapshots: SnapshotCache, img: StoreImage) -> lis
 def cached_runtime(root: Path, name: str | None, state_dir: Path) -> OciRuntime:
     """The OCI runtime, probed once and remembered in ``<root>/runtime.json`` (the record the build
     keeps too) while the binary is the same file, so a run does not pay for a trial container."""
-    from forklift.runtime.oci import CANDIDATES, OciRuntime, find_runtime
+    from forklift.runtime.oci import remembered_runtime
 
-    record = root / "runtime.json"
-    try:
-        doc = json.loads(record.read_text())
-        binary = Path(doc["binary"])
-        st = binary.stat()
-        wanted = name is None or name in (doc["name"], str(binary))
-        if wanted and [st.st_size, st.st_mtime_ns, st.st_ino] == doc["stat"] and doc["name"] in CANDIDATES:
-            return OciRuntime(
-                binary=binary,
-                name=doc["name"],
-                version=doc["version"],
-                state_dir=state_dir,
-                bundle_dir=root / "tmp",
-            )
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    runtime = find_runtime(name, state_dir=state_dir, bundle_dir=root / "tmp")
-    st = runtime.binary.stat()
-    doc = {
-        "binary": str(runtime.binary),
-        "name": runtime.name,
-        "version": runtime.version,
-        "stat": [st.st_size, st.st_mtime_ns, st.st_ino],
-    }
-    tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, record)
-    return runtime
+    # The same record and bundle directory as the build's (prune cleans tmp/, not bundles/).
+    (root / "bundles").mkdir(parents=True, exist_ok=True)
+    return remembered_runtime(root / "runtime.json", name, state_dir=state_dir, bundle_dir=root / "bundles")
 
 
 # ---- signals -------------------------------------------------------------------------------------------

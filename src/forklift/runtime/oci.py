@@ -662,3 +662,38 @@ def find_runtime(
         hint="install runc (apt-get install runc) or name a working one with --runtime; "
         "crun 1.8 fails on hybrid cgroup v1/v2 hosts",
     )
+
+
+def remembered_runtime(record: Path, name: str | None, *, state_dir: Path, bundle_dir: Path) -> OciRuntime:
+    """``find_runtime``, with its answer remembered in the JSON file ``record``.
+
+    The record is trusted while it names the wanted runtime and its binary is still the same file
+    (size, mtime, inode), so builds and runs do not pay for a trial container each time.
+    """
+    try:
+        doc = json.loads(record.read_text())
+        binary = Path(doc["binary"])
+        st = binary.stat()
+        wanted = name is None or name in (doc["name"], str(binary))
+        if wanted and [st.st_size, st.st_mtime_ns, st.st_ino] == doc["stat"] and doc["name"] in CANDIDATES:
+            return OciRuntime(
+                binary=binary,
+                name=doc["name"],
+                version=doc["version"],
+                state_dir=state_dir,
+                bundle_dir=bundle_dir,
+            )
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    runtime = find_runtime(name, state_dir=state_dir, bundle_dir=bundle_dir)
+    st = runtime.binary.stat()
+    doc = {
+        "binary": str(runtime.binary),
+        "name": runtime.name,
+        "version": runtime.version,
+        "stat": [st.st_size, st.st_mtime_ns, st.st_ino],
+    }
+    tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, record)
+    return runtime

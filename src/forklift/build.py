@@ -241,7 +241,9 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
     from forklift.oci.store import Store
     from forklift.plan.graph import PlanOptions, plan_build
 
-    parsed = parse(text, file=str(dockerfile_path.name))
+    # Errors name the file as the user gave it (-f), or CONTEXT/Dockerfile as given on the command line.
+    shown_path = options.dockerfile if options.dockerfile is not None else options.context / "Dockerfile"
+    parsed = parse(text, file="Dockerfile" if options.dockerfile_text is not None else str(shown_path))
     dockerfile = parse_dockerfile(parsed)
     platform = Platform.parse(options.platform) if options.platform else Platform.host()
     graph = plan_build(

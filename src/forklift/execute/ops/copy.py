@@ -332,13 +332,20 @@ def _write_entry(
     owner: tuple[int, int] | None,
     chmod: str | None,
     dir_times: list[tuple[Path, int]],
-    reuse: Path | None = None,
+    reuse: str | Path | None = None,
     location: SourceLocation | None = None,
+    *,
+    fresh: bool = False,
 ) -> None:
     """Write one placed entry into the staging dir. ``reuse``: the same file in the previous
-    snapshot of this step, known to be identical; it is hard-linked (snapshots are immutable)."""
-    target = staging / p.dest
+    snapshot of this step, known to be identical; it is hard-linked (snapshots are immutable).
+    ``fresh``: nothing is at the entry's path yet and its parent dir exists (the caller knows)."""
     e = p.entry
+    if fresh and e is not None and e.kind in ("file", "symlink") and not p.archive:
+        # The common case, thousands of times in a big COPY: str paths, no checks to make.
+        _write_leaf(os.path.join(staging, p.dest), e, owner, chmod, reuse)
+        return
+    target = staging / p.dest
     if e is None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(p.data)
@@ -366,6 +373,14 @@ def _write_entry(
             shutil.rmtree(target)
         else:
             target.unlink()
+    _write_leaf(str(target), e, owner, chmod, reuse)
+
+
+def _write_leaf(
+    target: str, e: SourceEntry, owner: tuple[int, int] | None, chmod: str | None, reuse: str | Path | None
+) -> None:
+    """Write a file or symlink entry at ``target``, where nothing is."""
+    uid, gid = owner if owner is not None else (e.uid, e.gid)
     if e.kind == "symlink":
         os.symlink(e.link_target, target)
         os.lchown(target, uid, gid)
@@ -540,14 +555,19 @@ def run_copy(
                 same = _unchanged_files(stepper, inputs)
                 old = stepper.previous_snapshot
                 made: set[str] = set()  # rel dirs that exist in staging
+                written: set[str] = set()  # every dest written so far (staging starts empty)
+                archived = False  # an extracted archive may have put anything anywhere
                 for p in placed:
                     parent = posixpath.dirname(p.dest)
                     _make_parents(staging, None if op.link else view, parent, now, made)
                     reuse = None
                     if old is not None and p.entry is not None and p.entry.kind == "file" and not p.archive:
-                        reuse = _reusable(old / p.dest, p, owner, chmod, same)
-                    _write_entry(p, staging, owner, chmod, dir_times, reuse, op.location)
+                        reuse = _reusable(os.path.join(old, p.dest), p, owner, chmod, same)
+                    fresh = not archived and p.dest != "" and p.dest not in written and p.dest not in made
+                    _write_entry(p, staging, owner, chmod, dir_times, reuse, op.location, fresh=fresh)
                     _forget_replaced_dirs(made, p)
+                    written.add(p.dest)
+                    archived = archived or p.archive
                 for path, mtime_ns in reversed(dir_times):
                     os.utime(path, ns=(mtime_ns, mtime_ns))
                 layer = store_layer(env, DirectorySource(staging), lazy=not stepper.eager_layers)
@@ -581,8 +601,8 @@ def _unchanged_files(stepper: Stepper, inputs: StepInputs) -> set[str]:
 
 
 def _reusable(
-    candidate: Path, p: Placed, owner: tuple[int, int] | None, chmod: str | None, same: set[str]
-) -> Path | None:
+    candidate: str, p: Placed, owner: tuple[int, int] | None, chmod: str | None, same: set[str]
+) -> str | None:
     """``candidate`` (in the previous snapshot) when it is exactly the file entry ``p`` becomes:
     same content and metadata in the cache inputs, and the same size, mtime, mode and owner on disk."""
     e = p.entry

@@ -20,7 +20,10 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from forklift.report.progress import EventSink
 
 MEMO_VERSION = 1
 _RACY_SECONDS = 0.1
@@ -30,6 +33,32 @@ def memo_key(parts: Mapping[str, Any]) -> str:
     """The memo key of a build request (a sha256 over its canonical JSON)."""
     raw = json.dumps({"v": MEMO_VERSION, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def request_key(request: Mapping[str, Any], *, context: Path, dockerfile: Path, text: str) -> str:
+    """The memo key of a build request: ``request`` (the options that shape the result, and the
+    forklift version) plus the context and Dockerfile paths, the Dockerfile ``text`` and the bytes
+    of the .dockerignore files that could apply (``<Dockerfile>.dockerignore``, ``CONTEXT/.dockerignore``)."""
+    ignores: list[str | None] = []
+    for candidate in (dockerfile.with_name(dockerfile.name + ".dockerignore"), context / ".dockerignore"):
+        try:
+            ignores.append(candidate.read_text())
+        except OSError:
+            ignores.append(None)
+    paths = {"context": str(context), "dockerfile": str(dockerfile.resolve())}
+    return memo_key({**paths, "text": text, "ignores": ignores, **request})
+
+
+def replay_steps(doc: Mapping[str, Any], events: EventSink) -> int:
+    """Report every step the remembered build ran as cached; returns how many there were."""
+    from forklift.report.progress import StepCached, StepDone, StepStarted
+
+    titles = doc["titles"]
+    for vertex, title in enumerate(titles, start=1):
+        events(StepStarted(vertex, title))
+        events(StepCached(vertex))
+        events(StepDone(vertex, 0.0, cached=True))
+    return len(titles)
 
 
 def _signature(path: Path) -> list[int]:

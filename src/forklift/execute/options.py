@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from forklift.errors import BuildError
+from forklift.errors import BuildError, ForkliftError
+
+if TYPE_CHECKING:
+    from forklift.oci.compression import Compression
+
+OUTPUT_TYPES = ("oci", "docker", "local", "tar", "image", "registry")
+_COMPRESSIONS: Mapping[str, Compression] = {"gzip": "gzip", "zstd": "zstd", "uncompressed": "none"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,3 +51,73 @@ class NamedContext:
                 "docker-image:// or oci-layout://)"
             )
         return NamedContext(name=name.lower(), directory=Path(value))
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputSpec:
+    """One ``--output``: ``type`` (oci, docker, local, tar, image, registry) and its attributes.
+
+    ``type=registry,name=REF`` (and ``type=image,name=REF,push=true``, and ``--push``) stores the
+    image under each name and pushes it there; without ``name`` the ``-t`` tags are pushed. A push
+    takes buildx's ``compression=gzip|zstd|uncompressed``, ``oci-mediatypes=true|false`` and
+    ``registry.insecure=true`` (plain HTTP to that registry).
+    """
+
+    type: str
+    dest: Path | None = None
+    tar: bool = True  # oci: a tar file (False: a layout directory)
+    name: str | None = None
+    compression: Compression = "gzip"  # registry: for the layers the store keeps uncompressed
+    oci_mediatypes: bool | None = None  # registry: True OCI, False Docker, None as stored
+    insecure: bool = False  # registry: plain HTTP to the registries of ``name``
+
+    @staticmethod
+    def parse(text: str) -> OutputSpec:
+        """``type=oci,dest=out.tar[,tar=false]``; a bare path means ``type=local,dest=PATH``."""
+        if "=" not in text:
+            return OutputSpec(type="local", dest=Path(text))
+        fields: dict[str, str] = {}
+        for part in text.split(","):
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise ForkliftError(f"invalid --output {text!r}: {part!r} is not key=value")
+            fields[key.strip().lower()] = value.strip()
+        kind = fields.pop("type", "local")
+        push = fields.pop("push", "false").lower() in ("true", "1", "yes")
+        if kind == "image" and push:
+            kind = "registry"
+        if kind not in OUTPUT_TYPES:
+            raise ForkliftError(f"invalid --output type {kind!r}", hint="one of " + ", ".join(OUTPUT_TYPES))
+        dest = fields.pop("dest", None)
+        if kind not in ("image", "registry") and not dest:
+            raise ForkliftError(f"--output type={kind} needs dest=PATH")
+        if dest == "-":
+            raise ForkliftError("--output dest=- (standard output) is not supported")
+        tar = fields.pop("tar", "true").lower() not in ("false", "0", "no")
+        name = fields.pop("name", None)
+        compression_name = fields.pop("compression", "gzip").lower()
+        compression = _COMPRESSIONS.get(compression_name)
+        if compression is None:
+            raise ForkliftError(
+                f"invalid --output compression={compression_name!r} (gzip, zstd or uncompressed)"
+            )
+        oci = fields.pop("oci-mediatypes", None)
+        insecure = fields.pop("registry.insecure", "false")
+        return OutputSpec(
+            type=kind,
+            dest=Path(dest) if dest else None,
+            tar=tar,
+            name=name,
+            compression=compression,
+            oci_mediatypes=None if oci is None else _flag(oci, "oci-mediatypes"),
+            insecure=_flag(insecure, "registry.insecure"),
+        )
+
+
+def _flag(value: str, key: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes", ""):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ForkliftError(f"invalid --output {key}={value!r} (true or false)")

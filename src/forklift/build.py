@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from forklift import __version__
 from forklift.errors import ForkliftError
 from forklift.execute.cache_io import export_cache_to, import_cache_from, parse_cache_specs, stage_cache_keys
-from forklift.execute.options import NamedContext, OutputSpec, SecretSource
+from forklift.execute.options import OUTPUT_TYPES, NamedContext, OutputSpec, SecretSource
 from forklift.report.progress import BuildFinished, Event, EventSink, StepStarted, discard
 
 # Everything else is imported where it is used: a build whose inputs did not change is answered
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from forklift.plan.graph import StageGraph
     from forklift.report.buildrecord import BuildRecord
 
-__all__ = ["BuildOptions", "BuildResult", "BuiltImage", "OutputSpec", "build"]
+__all__ = ["OUTPUT_TYPES", "BuildOptions", "BuildResult", "BuiltImage", "OutputSpec", "build"]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,6 +29,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from forklift.errors import ForkliftError, ImageError, did_you_mean
+from forklift.execute.runtime_setup import probed_runtime
 from forklift.execute.snapshots import SnapshotCache
 from forklift.oci.image import StoreImage, image_config, image_id, image_layers, load_image
 from forklift.oci.model import Digest, Platform
@@ -122,16 +123,6 @@ def image_lowers(store: Store, snapshots: SnapshotCache, img: StoreImage) -> lis
 
 
 # ---- finding the runtime -------------------------------------------------------------------------------
-
-
-def cached_runtime(root: Path, name: str | None, state_dir: Path) -> OciRuntime:
-    """The OCI runtime, probed once and remembered in ``<root>/runtime.json`` (the record the build
-    keeps too) while the binary is the same file, so a run does not pay for a trial container."""
-    from forklift.runtime.oci import remembered_runtime
-
-    # The same record and bundle directory as the build's (prune cleans tmp/, not bundles/).
-    (root / "bundles").mkdir(parents=True, exist_ok=True)
-    return remembered_runtime(root / "runtime.json", name, state_dir=state_dir, bundle_dir=root / "bundles")
 
 
 # ---- signals -------------------------------------------------------------------------------------------
@@ -333,7 +324,7 @@ def run_container(
     snapshots = SnapshotCache(store.root)
     lowers = image_lowers(store, snapshots, img)
     state_dir = RUN_STATE_ROOT / uuid.uuid4().hex[:12]
-    runtime = cached_runtime(store.root, options.runtime_name, state_dir)
+    runtime = probed_runtime(store.root, options.runtime_name, state_dir)
     remove_stale_scratch(snapshots, runtime)
     devnull: int | None = None
     try:

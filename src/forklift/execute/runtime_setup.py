@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from forklift.runtime.base import Runtime
+    from forklift.runtime.oci import OciRuntime
 
 BUILD_STATE_ROOT = Path("/run/forklift/builds")
 
@@ -25,9 +26,10 @@ def build_state_dir() -> Path:
     return BUILD_STATE_ROOT / uuid.uuid4().hex[:12]
 
 
-def probed_runtime(root: Path, name: str | None, state_dir: Path) -> Runtime:
+def probed_runtime(root: Path, name: str | None, state_dir: Path) -> OciRuntime:
     """The OCI runtime: probed once (a trial container) and remembered in ``<store>/runtime.json``
-    while the binary stays the same file, so a build does not pay the probe every time."""
+    while the binary stays the same file, so a build or ``forklift run`` does not pay the probe
+    every time."""
     from forklift.runtime.oci import remembered_runtime
 
     (root / "bundles").mkdir(parents=True, exist_ok=True)

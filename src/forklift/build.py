@@ -33,7 +33,6 @@ from forklift.report.progress import BuildFinished, Event, EventSink, StepStarte
 # Everything else is imported where it is used: a build whose inputs did not change is answered
 # from the memo (execute.memo) without loading the planner or the engine.
 if TYPE_CHECKING:
-    from forklift.dockerfile.ignore import DockerIgnore
     from forklift.execute.cache_transfer import CacheDestination, CacheSource
     from forklift.execute.engine import BuildEnv, StageResult
     from forklift.oci.image import Image
@@ -205,19 +204,6 @@ def _plan(options: BuildOptions, dockerfile: _Dockerfile) -> tuple[StageGraph, P
     return plan_build(instructions, plan_options), platform
 
 
-def _read_dockerignore(context: Path, dockerfile: Path) -> DockerIgnore | None:
-    from forklift.dockerfile.ignore import parse_dockerignore
-
-    # BuildKit: <Dockerfile>.dockerignore next to the Dockerfile wins over the context's.
-    for candidate in (dockerfile.with_name(dockerfile.name + ".dockerignore"), context / ".dockerignore"):
-        try:
-            text = candidate.read_text()
-        except OSError:
-            continue
-        return parse_dockerignore(text, file=str(candidate))
-    return None
-
-
 # ---- execute -----------------------------------------------------------------------------------------
 
 
@@ -250,14 +236,14 @@ def _build_env(
     matters in long-lived processes (the Python API), as prune waits on them.
     """
     from forklift.execute.cache import BuildCache
-    from forklift.execute.context import SourceTree, StatCache
+    from forklift.execute.context import SourceTree, StatCache, read_dockerignore
     from forklift.execute.engine import BuildEnv, ExecOptions, RuntimeProvider
     from forklift.execute.runtime_setup import OverlayProbe, probed_runtime
     from forklift.execute.snapshots import SnapshotCache
     from forklift.oci.store import Store
 
     store = Store(options.root)
-    ignore = _read_dockerignore(dockerfile.context, dockerfile.path)
+    ignore = read_dockerignore(dockerfile.context, dockerfile.path)
     stat_cache = StatCache.for_context(store.root, dockerfile.context)
     scope = hashlib.sha256(f"{dockerfile.context}\0{dockerfile.path.resolve()}".encode()).hexdigest()
     exec_options = ExecOptions(
@@ -408,7 +394,7 @@ def _write_build_record(
     """What each stage the target needed weighed (``forklift size`` reads it back)."""
     from forklift.report.size import make_build_record, write_build_record
 
-    needed = _ancestors(graph, target)
+    needed = graph.needed_by(target)
     record = make_build_record(
         env.store,
         image_digest=digest,
@@ -419,19 +405,6 @@ def _write_build_record(
     )
     write_build_record(env.store.root, digest, record)
     return record
-
-
-def _ancestors(graph: StageGraph, target: int) -> set[int]:
-    """``target`` and every stage it needs (FROM, COPY --from, RUN --mount from=), transitively."""
-    seen: set[int] = set()
-    todo = [target]
-    while todo:
-        index = todo.pop()
-        if index in seen:
-            continue
-        seen.add(index)
-        todo.extend(edge.dependency for edge in graph.stages[index].depends_on)
-    return seen
 
 
 # ---- the memo: an unchanged build answered at once ---------------------------------------------------

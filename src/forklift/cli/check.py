@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 
 from forklift.dockerfile.checks import CheckOptions, CheckReport, run_checks
-from forklift.dockerfile.ignore import DockerIgnore, parse_dockerignore
 from forklift.dockerfile.syntax import parse
 from forklift.errors import ForkliftError
+from forklift.execute.context import read_dockerignore
 
 
 def parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
@@ -27,19 +27,6 @@ def parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
         elif key in os.environ:
             args[key] = os.environ[key]
     return args
-
-
-def load_dockerignore(context: Path, dockerfile: Path | None) -> DockerIgnore | None:
-    """The parsed ignore file: ``<Dockerfile>.dockerignore`` next to the Dockerfile wins, as in BuildKit."""
-    candidates = []
-    if dockerfile is not None:
-        candidates.append(dockerfile.with_name(dockerfile.name + ".dockerignore"))
-    candidates.append(context / ".dockerignore")
-    for candidate in candidates:
-        if candidate.is_file():
-            text = candidate.read_text(encoding="utf-8", errors="replace")
-            return parse_dockerignore(text, file=str(candidate))
-    return None
 
 
 def render_report(report: CheckReport, fmt: str) -> str:
@@ -106,7 +93,7 @@ def check_command(
     options = CheckOptions(
         build_args=parse_build_args(build_args),
         targets=targets,
-        dockerignore=load_dockerignore(context, path),
+        dockerignore=read_dockerignore(context, path),
     )
     report = run_checks(parsed, options)
     status = emit_report(report, fmt)

@@ -20,9 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from forklift.errors import BuildError
+
+if TYPE_CHECKING:
+    from forklift.dockerfile.ignore import DockerIgnore
 
 _HASH_CHUNK = 1 << 20
 # A file modified this recently may still change within the same timestamp tick (a kernel tick is at
@@ -393,3 +396,20 @@ class SourceTree:
             yield self._entry(crel, cpath, st)
             if is_dir:
                 yield from self._walk(crel, cpath)
+
+
+def read_dockerignore(context: Path, dockerfile: Path | None) -> DockerIgnore | None:
+    """The build's ignore file, parsed: ``<Dockerfile>.dockerignore`` next to the Dockerfile wins
+    over ``CONTEXT/.dockerignore``, as in BuildKit. None when there is neither."""
+    from forklift.dockerfile.ignore import parse_dockerignore
+
+    candidates = [context / ".dockerignore"]
+    if dockerfile is not None:
+        candidates.insert(0, dockerfile.with_name(dockerfile.name + ".dockerignore"))
+    for candidate in candidates:
+        try:
+            text = candidate.read_bytes().decode("utf-8", errors="replace")
+        except OSError:  # absent, or a directory: not an ignore file
+            continue
+        return parse_dockerignore(text, file=str(candidate))
+    return None

@@ -9,7 +9,7 @@ is never built, and its base image is never resolved.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -153,6 +153,23 @@ class StageGraph:
     def built_stages(self) -> tuple[PlannedStage, ...]:
         """The stages to build, in build order."""
         return tuple(self.stages[i] for i in self.build_order)
+
+    def needed_by(self, target: int) -> set[int]:
+        """``target`` and every stage it needs (FROM, COPY --from, RUN --mount from=), transitively."""
+        return stages_needed((target,), [st.depends_on for st in self.stages])
+
+
+def stages_needed(targets: Iterable[int], edges_by_stage: Sequence[Iterable[StageEdge]]) -> set[int]:
+    """The indexes of ``targets`` and of every stage they depend on through ``edges_by_stage``."""
+    needed: set[int] = set()
+    pending = list(targets)
+    while pending:
+        i = pending.pop()
+        if i in needed:
+            continue
+        needed.add(i)
+        pending.extend(e.dependency for e in edges_by_stage[i])
+    return needed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,14 +485,7 @@ def plan_build(dockerfile: Dockerfile, options: PlanOptions | None = None) -> St
     names = tuple(s.display_name for s in dockerfile.stages)
     order = topological_order(len(dockerfile.stages), edges, names)
 
-    needed: set[int] = set()
-    pending = list(target_indexes)
-    while pending:
-        i = pending.pop()
-        if i in needed:
-            continue
-        needed.add(i)
-        pending.extend(e.dependency for e in stage_edges[i])
+    needed = stages_needed(target_indexes, stage_edges)
     reason = _skip_reason(target_indexes, dockerfile.stages)
 
     planned = tuple(

@@ -30,7 +30,16 @@ from pathlib import Path
 from forklift.errors import BuildError, ForkliftError, SourceLocation
 from forklift.execute.cache import SourceDigest, StepInputs
 from forklift.execute.context import SourceEntry, SourceTree, match_path, source_set_digest
-from forklift.execute.engine import BuildEnv, Outcome, StageResult, Stepper, image_view, store_layer
+from forklift.execute.engine import (
+    BuildEnv,
+    Outcome,
+    StageResult,
+    Stepper,
+    image_view,
+    lower_dirs,
+    store_layer,
+)
+from forklift.execute.layerview import LayeredView
 from forklift.execute.ops.config import copy_history
 from forklift.execute.state import StageState
 from forklift.plan.args import expand_at
@@ -268,6 +277,9 @@ def _resolve_dest_dir(view: Path | None, dest_abs: str) -> str:
         return dest_abs.lstrip("/")
     from forklift.runtime.rootpath import resolve_in_root
 
+    if dest_abs.endswith("/"):  # a directory: a symlink to one is followed too (as BuildKit)
+        rel = os.path.relpath(resolve_in_root(view, dest_abs), view)
+        return "" if rel == "." else rel
     parent, name = posixpath.split(dest_abs.rstrip("/") or "/")
     real_parent = resolve_in_root(view, parent or "/")
     rel = os.path.relpath(real_parent, view)
@@ -276,7 +288,7 @@ def _resolve_dest_dir(view: Path | None, dest_abs: str) -> str:
 
 
 def _make_parents(
-    staging: Path, view: Path | None, rel_dir: str, mtime: float, made: set[str] | None = None
+    staging: Path, view: Path | LayeredView | None, rel_dir: str, mtime: float, made: set[str] | None = None
 ) -> None:
     """Create ``rel_dir`` and its parents in staging, with the image's metadata where they exist.
 
@@ -300,7 +312,9 @@ def _make_parents(
         if made is not None:
             made.add(sub)
         st = None
-        if view is not None:
+        if isinstance(view, LayeredView):
+            st = view.lstat(sub)
+        elif view is not None:
             with contextlib.suppress(OSError):
                 st = os.lstat(view / sub)
         if st is not None and stat.S_ISDIR(st.st_mode):
@@ -416,12 +430,16 @@ def _extract_archive(path: Path, target: Path, location: SourceLocation | None =
         raise BuildError(f"cannot extract {path.name}: {err}", location=location) from err
 
 
-def _owner(view: Path | None, chown: str | None) -> tuple[int, int] | None:
+def _owner(view: Path | None, chown: str | None, *, names: bool = True) -> tuple[int, int] | None:
+    """The uid/gid of ``--chown``; names are looked up in the image at ``view`` (``names``=False:
+    None for names, without looking)."""
     if not chown:
         return None
     user, _, group = chown.partition(":")
     if user.isdigit() and (not group or group.isdigit()):
         return int(user), int(group) if group else int(user)
+    if not names:
+        return None
     if view is None:
         raise BuildError(f"--chown={chown}: names need /etc/passwd in the image (use numeric ids)")
     from forklift.runtime.users import resolve_user
@@ -522,12 +540,27 @@ def run_copy(
             # What the destination is in the image decides "dir or file" for a single source, and
             # symlinks on the way to it are followed inside the image.
             view: Path | None = None
+            layered: LayeredView | None = None
+            plain: str | None = None
             if state.layers and not op.link:
-                view = stack.enter_context(image_view(env, state))
-            dest_rel = _resolve_dest_dir(view, dest_abs)
-            dest_is_dir = (
-                view is not None and (view / dest_rel).is_dir() and not (view / dest_rel).is_symlink()
-            )
+                numeric_owner = not chown or _owner(None, chown, names=False) is not None
+                if len(state.layers) > 1 and numeric_owner:
+                    # No overlay mount (0.1 s) in the common case: no symlink on the way to the
+                    # destination and no user names to look up. One layer is its snapshot: no mount.
+                    layered = LayeredView(lower_dirs(env, state))
+                    plain = layered.plain_dest(dest_abs)
+                    if plain is None:
+                        layered = None
+                if layered is None:
+                    view = stack.enter_context(image_view(env, state))
+            dest_rel = plain if plain is not None else _resolve_dest_dir(view, dest_abs)
+            if layered is not None:
+                dest_st = layered.lstat(dest_rel)
+                dest_is_dir = dest_st is not None and stat.S_ISDIR(dest_st.st_mode)
+            else:
+                dest_is_dir = (
+                    view is not None and (view / dest_rel).is_dir() and not (view / dest_rel).is_symlink()
+                )
             placed = place(
                 matches,
                 op,
@@ -559,7 +592,7 @@ def run_copy(
                 archived = False  # an extracted archive may have put anything anywhere
                 for p in placed:
                     parent = posixpath.dirname(p.dest)
-                    _make_parents(staging, None if op.link else view, parent, now, made)
+                    _make_parents(staging, None if op.link else (layered or view), parent, now, made)
                     reuse = None
                     if old is not None and p.entry is not None and p.entry.kind == "file" and not p.archive:
                         reuse = _reusable(os.path.join(old, p.dest), p, owner, chmod, same)

@@ -274,6 +274,8 @@ def _build_env(
             options=exec_options,
             lease=lease,
             overlay=OverlayProbe(snapshots.root, forced=options.overlay),
+            # Target stages' layers become blobs anyway: write them in the pass that hashes them.
+            eager_stages=frozenset(graph.targets),
         )
 
 
@@ -357,7 +359,7 @@ def _write_target(
         tags_for,
         write_image,
     )
-    from forklift.report.size import enforce_max_size, summarize
+    from forklift.report.buildrecord import summarize
 
     store, target, count = env.store, graph.targets[position], len(graph.targets)
     result = results[str(target)]
@@ -366,6 +368,8 @@ def _write_target(
     image, image_id, digest = write_image(store, state, env.lease)
     tags = tags_for(options.tags, position, count)
     if options.max_size is not None:
+        from forklift.report.size import enforce_max_size
+
         enforce_max_size(store, image, options.max_size, name=tags[0] if tags else result.name)
     tag_image(store, tags, digest)
     progress = TaskProgress(events, env.next_vertex)  # a push is a task of its own, not a step
@@ -392,7 +396,7 @@ def _write_build_record(
     digest: str,
 ) -> BuildRecord:
     """What each stage the target needed weighed (``forklift size`` reads it back)."""
-    from forklift.report.size import make_build_record, write_build_record
+    from forklift.report.buildrecord import make_build_record, write_build_record
 
     needed = graph.needed_by(target)
     record = make_build_record(

@@ -104,7 +104,12 @@ def _ssh(values: tuple[str, ...]) -> dict[str, str]:
     default="auto",
     help="Progress output.",
 )
-@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Stages run at once (default: CPUs).")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stages run at once (default: the CPU count, at least 4: stages mostly wait on runc and I/O).",
+)
 @click.option("--runtime", default=None, help="OCI runtime: runc or crun (name or path).")
 @click.option("--platform", default=None, help="Target platform (os/arch).")
 @click.option("--push", is_flag=True, help="Push the tagged image(s) (--output type=registry).")

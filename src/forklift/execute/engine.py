@@ -103,6 +103,11 @@ class BuildEnv:
         with self._vertex_lock:
             return next(self._vertices)
 
+    def epoch_inputs(self) -> tuple[tuple[str, str], ...]:
+        """SOURCE_DATE_EPOCH as a cache-key input of a step that makes a layer (none when unset)."""
+        epoch = self.options.source_date_epoch
+        return (("source_date_epoch", str(epoch)),) if epoch is not None else ()
+
     def now(self) -> str:
         """The history timestamp for a new step: now, or SOURCE_DATE_EPOCH when set."""
         epoch = self.options.source_date_epoch

@@ -529,7 +529,7 @@ def run_copy(
             parent="link" if op.link else state.identity(),
             instruction=f"{keyword} {' '.join(raw_sources)} {dest_abs} [{flags}]",
             sources=tuple(key_digests),
-            metadata=_epoch(env),
+            metadata=env.epoch_inputs(),
         )
 
         def run(vertex: int) -> Outcome:
@@ -690,11 +690,6 @@ def _now() -> float:
     return time.time()
 
 
-def _epoch(env: BuildEnv) -> tuple[tuple[str, str], ...]:
-    epoch = env.options.source_date_epoch
-    return (("source_date_epoch", str(epoch)),) if epoch is not None else ()
-
-
 def run_workdir(
     env: BuildEnv,
     stepper: Stepper,
@@ -711,7 +706,7 @@ def run_workdir(
     inputs = StepInputs(
         parent=state.identity(),
         instruction=f"WORKDIR {workdir} user={state.container.user}",
-        metadata=_epoch(env),
+        metadata=env.epoch_inputs(),
     )
 
     def run(vertex: int) -> Outcome:

@@ -104,7 +104,7 @@ def run_exec(
         instruction=" ".join(args) + "".join(f"\n{f.name}:{f.data}" for f in op.inline_files),
         env=sorted_env(state.env()),
         sources=sources,
-        metadata=(*meta, ("network", _network(op, env)), ("security", op.security), *_epoch(env)),
+        metadata=(*meta, ("network", _network(op, env)), ("security", op.security), *env.epoch_inputs()),
     )
 
     def run(vertex: int) -> Outcome:
@@ -113,11 +113,6 @@ def run_exec(
     return stepper.step(
         state, index=index, text=op.text, history=history, inputs=inputs, run=run, location=str(op.location)
     )
-
-
-def _epoch(env: BuildEnv) -> tuple[tuple[str, str], ...]:
-    epoch = env.options.source_date_epoch
-    return (("source_date_epoch", str(epoch)),) if epoch is not None else ()
 
 
 def _execute(

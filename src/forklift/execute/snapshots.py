@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -178,7 +179,7 @@ class SnapshotCache:
             with _locked(self.root / f".{entry.name}.lock"):
                 if entry.name in leased_snapshots(self.leases_dir):
                     continue
-                size = sum(p.lstat().st_size for p in entry.rglob("*"))
+                size = _bytes_freed_by_removing(entry)
                 shutil.rmtree(entry, ignore_errors=True)
             removed += 1
             freed += size
@@ -246,3 +247,18 @@ def snapshots_in_use(store_root: Path) -> set[str]:
         if isinstance(layer, dict) and "diff_id" in layer:
             out.add(str(layer["diff_id"]))
     return out
+
+
+def _bytes_freed_by_removing(tree: Path) -> int:
+    """What deleting ``tree`` gives back: a file also linked from outside it (COPY re-runs hard-link
+    the unchanged files of the previous snapshot) frees nothing until its last link goes."""
+    freed = 0
+    links: dict[int, list[int]] = {}  # inode -> [links seen in tree, st_nlink, size]
+    for path in tree.rglob("*"):
+        st = path.lstat()
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            seen = links.setdefault(st.st_ino, [0, st.st_nlink, st.st_size])
+            seen[0] += 1
+        else:
+            freed += st.st_size
+    return freed + sum(size for count, nlink, size in links.values() if count == nlink)

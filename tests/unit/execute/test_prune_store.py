@@ -157,3 +157,18 @@ def test_prune_cache_keeps_records_of_a_running_build_as_roots(store_root: Path)
     report = prune_store(store_root, cache=True)
     assert not store.has(layer) and report.get("blobs").count == 1
     assert json.loads(json.dumps([k.kind for k in report.kinds]))[0] == "build cache"
+
+
+def test_freed_bytes_count_a_shared_file_once_when_its_last_link_goes(tmp_path: Path) -> None:
+    OTHER = "sha256:" + "3" * 64
+    cache = SnapshotCache(tmp_path)
+    first = cache.ensure(ORPHAN, _fill(b"x" * 1000))
+
+    def linked(target: Path) -> None:  # what a re-run COPY does with an unchanged file
+        os.link(first / "f", target / "f")
+        os.link(first / "f", target / "g")
+
+    cache.ensure(OTHER, linked)
+    cache.release()
+    # Three links, two of them in the second snapshot: the bytes come back once, when both go.
+    assert SnapshotCache(tmp_path).remove_except(set()) == (2, 1000)

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import base64
 import http.client
-import importlib.util
 import json
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -31,26 +29,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 
 import httpx
 import pytest
 
-
-def _shared_conftest() -> ModuleType:
-    """tests/conftest.py, loaded by path: the bare name ``conftest`` may be another directory's."""
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("forklift_tests_conftest", path)
-    assert spec is not None and spec.loader is not None
-    module = sys.modules.get(spec.name)
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-require_tool: Callable[[str], str] = _shared_conftest().require_tool
+from support import require_tool
 
 USER = "forklift"
 PASSWORD = "s3cret-pass"

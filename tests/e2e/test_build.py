@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from registry_fixtures import RegistryServer, _plain_registry  # noqa: F401  (the fixture)
+from registry_fixtures import RegistryServer
 
 from forklift.build import BuildOptions, BuildResult, OutputSpec, build
 from forklift.errors import BuildError

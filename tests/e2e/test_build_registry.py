@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from registry_fixtures import RegistryServer, _plain_registry  # noqa: F401  (the fixture)
+from registry_fixtures import RegistryServer
 
 from support import require_tool
 

@@ -19,8 +19,6 @@ from registry_fixtures import (
     PASSWORD,
     USER,
     RegistryServer,
-    _basic_registry,  # noqa: F401  (fixture)
-    _plain_registry,  # noqa: F401  (fixture)
 )
 
 import forklift.execute.cache

@@ -22,12 +22,6 @@ from registry_fixtures import (
     FaultProxy,
     RegistryServer,
     TokenRegistry,
-    _basic_registry,  # noqa: F401  (fixture)
-    _drop_proxy,  # noqa: F401  (fixture)
-    _flip_proxy,  # noqa: F401  (fixture)
-    _plain_registry,  # noqa: F401  (fixture)
-    _token_registry,  # noqa: F401  (fixture)
-    _unavailable_proxy,  # noqa: F401  (fixture)
     require_tool,
 )
 

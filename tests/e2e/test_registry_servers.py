@@ -9,9 +9,6 @@ from registry_fixtures import (
     USER,
     RegistryServer,
     TokenRegistry,
-    _basic_registry,  # noqa: F401  (fixture)
-    _plain_registry,  # noqa: F401  (fixture)
-    _token_registry,  # noqa: F401  (fixture)
 )
 
 pytestmark = pytest.mark.e2e

@@ -147,7 +147,7 @@ class BuildCache:
     def get(self, key: str) -> CacheRecord | None:
         """The record stored under ``key``, or None (missing or unreadable)."""
         try:
-            return _record(key, json.loads(self._step_path(key).read_text()))
+            return record_from_json(key, json.loads(self._step_path(key).read_text()))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -156,7 +156,7 @@ class BuildCache:
         or inputs that do not make ``key``: such a record is never exported)."""
         try:
             doc = json.loads(self._step_path(key).read_text())
-            record = _record(key, doc)
+            record = record_from_json(key, doc)
             inputs = StepInputs.from_json(doc["inputs"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -166,20 +166,7 @@ class BuildCache:
 
     def put(self, record: CacheRecord, inputs: StepInputs) -> None:
         """Store ``record`` (atomically; a concurrent writer of the same key writes the same thing)."""
-        layer = record.layer
-        doc = {
-            "created": record.created,
-            "layer": None
-            if layer is None
-            else {
-                "digest": layer.digest,
-                "diff_id": layer.diff_id,
-                "size": layer.size,
-                "media_type": layer.media_type,
-            },
-            "data": dict(record.data),
-            "inputs": inputs.to_json(),
-        }
+        doc = entry_json(record, inputs)
         _write_atomic(self._step_path(record.key), json.dumps(doc, sort_keys=True))
 
     def last_inputs(self, position: StepPosition) -> StepInputs | None:
@@ -213,8 +200,26 @@ class BuildCache:
         return out
 
 
-def _record(key: str, doc: Mapping[str, Any]) -> CacheRecord:
-    """A record from its file's JSON (KeyError/TypeError/ValueError when malformed)."""
+def entry_json(record: CacheRecord, inputs: StepInputs) -> dict[str, Any]:
+    """A record and its inputs as a step file (and a cache export's entry, plus its key) holds them."""
+    layer = record.layer
+    return {
+        "created": record.created,
+        "layer": None
+        if layer is None
+        else {
+            "digest": layer.digest,
+            "diff_id": layer.diff_id,
+            "size": layer.size,
+            "media_type": layer.media_type,
+        },
+        "data": dict(record.data),
+        "inputs": inputs.to_json(),
+    }
+
+
+def record_from_json(key: str, doc: Mapping[str, Any]) -> CacheRecord:
+    """The record ``entry_json`` wrote for ``key`` (KeyError/TypeError/ValueError when malformed)."""
     layer = doc.get("layer")
     ref = None
     if layer:
@@ -225,7 +230,7 @@ def _record(key: str, doc: Mapping[str, Any]) -> CacheRecord:
         key=key,
         created=str(doc["created"]),
         layer=ref,
-        data={str(k): str(v) for k, v in doc.get("data", {}).items()},
+        data={str(k): str(v) for k, v in dict(doc.get("data") or {}).items()},
     )
 
 

@@ -39,7 +39,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from forklift.errors import DigestMismatch, ForkliftError, ImageError
-from forklift.execute.cache import CACHE_VERSION, BuildCache, CacheRecord, LayerRef, StepInputs, StepPosition
+from forklift.execute.cache import (
+    CACHE_VERSION,
+    BuildCache,
+    CacheRecord,
+    LayerRef,
+    StepInputs,
+    StepPosition,
+    entry_json,
+    record_from_json,
+)
 from forklift.oci.model import Descriptor, Digest, Index, Manifest, MediaType, canonical_json
 from forklift.oci.store import Lease, Store
 
@@ -311,38 +320,14 @@ class CacheEntry:
 
     def to_json(self) -> dict[str, Any]:
         """The entry as the cache document holds it (``execute.cache``'s record format plus key)."""
-        layer = self.record.layer
-        return {
-            "key": self.record.key,
-            "created": self.record.created,
-            "layer": None
-            if layer is None
-            else {
-                "digest": layer.digest,
-                "diff_id": layer.diff_id,
-                "size": layer.size,
-                "media_type": layer.media_type,
-            },
-            "data": dict(self.record.data),
-            "inputs": self.inputs.to_json(),
-        }
+        return {"key": self.record.key, **entry_json(self.record, self.inputs)}
 
     @staticmethod
     def from_json(doc: Mapping[str, Any]) -> CacheEntry:
         """The inverse of ``to_json``; ImageError for a malformed entry."""
         try:
-            layer = doc.get("layer")
             inputs = StepInputs.from_json(doc["inputs"])
-            record = CacheRecord(
-                key=str(doc["key"]),
-                created=str(doc["created"]),
-                layer=None
-                if not layer
-                else LayerRef(
-                    str(layer["digest"]), str(layer["diff_id"]), int(layer["size"]), str(layer["media_type"])
-                ),
-                data={str(k): str(v) for k, v in dict(doc.get("data") or {}).items()},
-            )
+            record = record_from_json(str(doc["key"]), doc)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ImageError(f"the cache export holds a malformed entry ({err!r})") from None
         if inputs.key() != record.key:

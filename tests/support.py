@@ -54,3 +54,16 @@ def make_busybox_rootfs(dest: Path) -> Path:
     (dest / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\napp:x:1000:\n")
     (dest / "tmp").chmod(0o1777)
     return dest
+
+
+def missed(progress: str) -> list[str]:
+    """The step titles that missed the cache in ``--progress=plain`` output, in order."""
+    titles: dict[str, str] = {}
+    out: list[str] = []
+    for line in progress.splitlines():
+        num, _, rest = line.partition(" ")
+        if rest.startswith("[") and num not in titles:
+            titles[num] = rest
+        elif rest.startswith("cache miss:"):
+            out.append(titles[num])
+    return out

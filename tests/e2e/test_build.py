@@ -19,7 +19,7 @@ from registry_fixtures import RegistryServer
 from forklift.build import BuildOptions, BuildResult, OutputSpec, build
 from forklift.errors import BuildError
 from forklift.report.progress import PlainRenderer
-from support import require_tool
+from support import missed, require_tool
 
 pytestmark = pytest.mark.e2e
 
@@ -61,19 +61,6 @@ def umoci_rootfs(tmp: Path, layout: Path, tag: str) -> Path:
         [umoci, "unpack", "--image", f"{layout}:{tag}", str(bundle)], check=True, capture_output=True
     )
     return bundle / "rootfs"
-
-
-def missed(progress: str) -> list[str]:
-    """The step titles that missed the cache, in order."""
-    titles: dict[str, str] = {}
-    out: list[str] = []
-    for line in progress.splitlines():
-        num, _, rest = line.partition(" ")
-        if rest.startswith("[") and num not in titles:
-            titles[num] = rest
-        elif rest.startswith("cache miss:"):
-            out.append(titles[num])
-    return out
 
 
 @pytest.fixture

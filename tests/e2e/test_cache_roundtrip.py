@@ -38,7 +38,7 @@ from forklift.oci.model import Digest, MediaType
 from forklift.oci.registry.auth import Credentials
 from forklift.oci.store import Store
 from forklift.report.progress import PlainRenderer
-from support import require_tool
+from support import missed, require_tool
 
 pytestmark = pytest.mark.e2e
 
@@ -88,19 +88,6 @@ def step_titles(progress: str) -> list[str]:
         if rest.startswith("[") and num not in seen:
             seen[num] = rest
     return list(seen.values())
-
-
-def missed(progress: str) -> list[str]:
-    """The step titles that missed the cache."""
-    titles: dict[str, str] = {}
-    out: list[str] = []
-    for line in progress.splitlines():
-        num, _, rest = line.partition(" ")
-        if rest.startswith("[") and num not in titles:
-            titles[num] = rest
-        elif rest.startswith("cache miss:"):
-            out.append(titles[num])
-    return out
 
 
 @pytest.fixture

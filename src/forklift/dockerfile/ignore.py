@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -198,6 +199,37 @@ class DockerIgnore:
             return False
         directory = clean_path(path).lstrip("/")
         return not any(p.exclusion and p.could_match_below(directory) for p in self.patterns)
+
+
+def compile_patterns(patterns: Iterable[str]) -> DockerIgnore:
+    """A matcher for a list of patterns, as moby/patternmatcher ``New`` builds one.
+
+    Used for ``COPY/ADD --exclude`` and the ``COPY --parents`` source pattern, with the same
+    semantics as ``.dockerignore`` (one matcher for all three): ``**`` spans any number of
+    components (zero included), ``*`` and ``?`` stay inside one, ``[...]`` classes, a pattern that
+    matches a directory matches everything below it, ``!`` re-includes. Patterns are cleaned and
+    a leading ``/`` is dropped (paths are relative to the copy's source root). Blank patterns are
+    skipped. A malformed pattern raises ValueError naming it.
+    """
+    compiled: list[IgnorePattern] = []
+    for number, raw in enumerate(patterns, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        exclusion = line.startswith("!")
+        if exclusion:
+            line = line[1:].strip()
+            if not line:
+                raise ValueError('illegal exclusion pattern: "!"')
+        line = clean_path(line)
+        if len(line) > 1 and line.startswith("/"):
+            line = line.lstrip("/")
+        try:
+            kind, regex = _compile(line)
+        except (ValueError, re.error) as exc:
+            raise ValueError(f"invalid pattern {raw!r}: {exc}") from None
+        compiled.append(IgnorePattern(line, exclusion, number, kind, regex))
+    return DockerIgnore(tuple(compiled))
 
 
 def parse_dockerignore(text: str, *, file: str = ".dockerignore") -> DockerIgnore:

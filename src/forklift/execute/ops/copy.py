@@ -14,6 +14,7 @@ entry), so a COPY --from of byte-identical artifacts is a hit even when the buil
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -26,10 +27,17 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from forklift.errors import BuildError, ForkliftError, SourceLocation
 from forklift.execute.cache import SourceDigest, StepInputs
-from forklift.execute.context import SourceEntry, SourceTree, match_path, source_set_digest
+from forklift.execute.context import (
+    SourceEntry,
+    SourceTree,
+    clean_source,
+    has_wildcards,
+    source_set_digest,
+)
 from forklift.execute.engine import (
     BuildEnv,
     Outcome,
@@ -46,6 +54,9 @@ from forklift.plan.args import expand_at
 from forklift.plan.ops import CopyOp, ImageRef, MainContextRef, NamedContextRef, StageRef
 from forklift.snapshot.diff import DirectorySource
 
+if TYPE_CHECKING:
+    from forklift.dockerfile.ignore import DockerIgnore
+
 
 @dataclass(frozen=True)
 class Placed:
@@ -56,6 +67,7 @@ class Placed:
     data: bytes = b""
     archive: bool = False  # ADD: extract this file (a tar archive) into ``dest``
     key: str = ""  # the source path as the cache inputs name it (match/relpath)
+    mkdir: bool = False  # only make sure directory ``dest`` exists (the image's or a new 0755 one)
 
 
 def _entry_line(e: SourceEntry) -> str:
@@ -102,18 +114,26 @@ def _is_url(src: str) -> bool:
     return src.startswith(("http://", "https://"))
 
 
-def _excluded(rel: str, excludes: tuple[str, ...]) -> bool:
-    parts = rel.split("/")
-    for pat in excludes:
-        pat = pat.strip("/")
-        for i in range(1, len(parts) + 1):
-            if match_path(pat, "/".join(parts[:i])) or match_path(pat, parts[i - 1]):
-                return True
-            if "**" in pat and re.fullmatch(
-                pat.replace("**", ".*").replace("*", "[^/]*").replace(".[^/]*", ".*"), rel
-            ):
-                return True
-    return False
+def _exclude_matcher(op: CopyOp) -> DockerIgnore | None:
+    """``--exclude`` patterns as one matcher (moby/patternmatcher semantics, shared with .dockerignore)."""
+    if not op.excludes:
+        return None
+    from forklift.dockerfile.ignore import compile_patterns
+
+    try:
+        return compile_patterns(op.excludes)
+    except ValueError as err:
+        raise BuildError(f"--exclude: {err}", location=op.location) from None
+
+
+def _wildcard_base(clean: str) -> str:
+    """The leading components of a cleaned source without wildcards (fsutil's ``splitWildcards``)."""
+    base: list[str] = []
+    for part in clean.split("/"):
+        if has_wildcards(part):
+            break
+        base.append(part)
+    return "/".join(base)
 
 
 def _is_archive(path: Path) -> bool:
@@ -140,35 +160,127 @@ class Matched:
 
 
 def gather(tree: SourceTree, op: CopyOp, sources: list[str]) -> tuple[list[Matched], list[SourceDigest]]:
-    """Match the sources in ``tree`` and digest each source argument's entries (for the cache key)."""
+    """Match the sources in ``tree`` and digest each source argument's entries (for the cache key).
+
+    ``--exclude`` patterns match paths relative to what each match copies (as BuildKit's copier
+    matches ``srcComponents``); a wildcard match itself is also dropped when the patterns match
+    its path below the wildcard's fixed prefix (``COPY --exclude=*.txt hom* /d/``).
+    """
+    excludes = _exclude_matcher(op)
     found_all: list[Matched] = []
     digests: list[SourceDigest] = []
     for src in sources:
-        found = tree.glob(src)
-        if not found:
-            where = "" if tree.label == "build context" else f" in {tree.label}"
-            raise BuildError(
-                f'failed to compute cache key: "/{src.lstrip("/")}": not found{where}',
-                location=op.location,
-                hint="check the path and .dockerignore" if tree.label == "build context" else None,
-            )
+        if op.parents:
+            matched = _gather_parents(tree, op, src, excludes)
+        else:
+            matched = _gather_plain(tree, op, src, excludes)
         kept_all: list[SourceEntry] = []
         files: list[tuple[str, str]] = []
-        for match in found:
-            if op.excludes and _excluded(match, op.excludes):
-                continue
-            entries = [
-                e
-                for e in tree.entries(match)
-                if not (op.excludes and e.relpath and _excluded(e.relpath, op.excludes))
-            ]
-            found_all.append(Matched(src, match, tuple(entries)))
-            kept_all.extend(entries)
+        for m in matched:
+            found_all.append(m)
+            kept_all.extend(m.entries)
             files.extend(
-                (posixpath.join(match, e.relpath) if e.relpath else match, _entry_line(e)) for e in entries
+                (posixpath.join(m.match, e.relpath) if e.relpath else m.match, _entry_line(e))
+                for e in m.entries
             )
         digests.append(SourceDigest(f"{tree.label} {src}", source_set_digest(kept_all), tuple(files)))
     return found_all, digests
+
+
+def _not_found(tree: SourceTree, op: CopyOp, src: str) -> BuildError:
+    where = "" if tree.label == "build context" else f" in {tree.label}"
+    return BuildError(
+        f'failed to compute cache key: "/{src.lstrip("/")}": not found{where}',
+        location=op.location,
+        hint="check the path and .dockerignore" if tree.label == "build context" else None,
+    )
+
+
+def _gather_plain(tree: SourceTree, op: CopyOp, src: str, excludes: DockerIgnore | None) -> list[Matched]:
+    """A source without ``--parents``: each wildcard match (Go filepath.Match per component, so
+    ``**`` is ``*`` here, as in BuildKit) is copied on its own, directories by their contents."""
+    found = tree.glob(src)
+    if not found:
+        raise _not_found(tree, op, src)
+    clean = clean_source(src)
+    base = _wildcard_base(clean) if has_wildcards(clean) else None
+    out: list[Matched] = []
+    for match in found:
+        if excludes is not None and base is not None:
+            below = match[len(base) :].lstrip("/") if base and match.startswith(base) else match
+            if below and excludes.matches(below):
+                continue
+        entries = [
+            e for e in tree.entries(match) if not (excludes and e.relpath and excludes.matches(e.relpath))
+        ]
+        out.append(Matched(src, match, tuple(entries)))
+    return out
+
+
+def _gather_parents(tree: SourceTree, op: CopyOp, src: str, excludes: DockerIgnore | None) -> list[Matched]:
+    """``COPY --parents``: BuildKit splits the source at its first ``/./`` into a pivot (the root
+    by default) and a pattern; everything under the pivot that the pattern matches (patternmatcher:
+    ``**`` spans directories, a matched directory brings its contents) is copied with its path
+    below the pivot, and the directories on the way keep their metadata. A pattern with wildcards
+    may match nothing (no error); a plain path must exist. Entries' relpaths are pivot-relative.
+    """
+    from forklift.dockerfile.ignore import compile_patterns
+
+    pivot_text, sep, pattern_text = src.partition("/./")
+    if not sep:
+        pivot_text, pattern_text = "", src
+    pattern = clean_source(pattern_text)
+    pivot_clean = clean_source(pivot_text)
+    wild = has_wildcards(pattern) or has_wildcards(pivot_clean)
+    pivots = tree.glob(pivot_text) if pivot_clean else [""]
+    if not pivots:
+        if wild:
+            return []
+        raise _not_found(tree, op, src)
+    try:
+        include = compile_patterns([pattern]) if pattern else None
+    except ValueError as err:
+        raise BuildError(f"--parents: {err}", location=op.location) from None
+    prefix = _wildcard_base(pattern) if has_wildcards(pattern) else pattern
+    out: list[Matched] = []
+    for pivot in pivots:
+        start = posixpath.join(pivot, prefix) if prefix else pivot
+        if prefix:
+            if not tree.glob(start):
+                if wild:
+                    out.append(Matched(src, pivot, ()))  # dest is still made, as in BuildKit
+                    continue
+                raise _not_found(tree, op, src)
+        elif pivot and not os.path.isdir(tree.root / tree.resolve(pivot)):
+            continue  # a pivot must be a directory to have anything below it
+        chosen: dict[str, SourceEntry] = {}  # pivot-relative path -> entry, in walk order
+        walked: dict[str, SourceEntry] = {}
+        # The directories between the pivot and the pattern's fixed prefix: parents of any match.
+        parts = prefix.split("/") if prefix else []
+        for i in range(1, len(parts)):
+            rel = "/".join(parts[:i])
+            top = next(tree.entries(posixpath.join(pivot, rel) if pivot else rel))
+            walked[rel] = dataclasses.replace(top, relpath=rel)
+        for e in tree.entries(start):
+            rel = posixpath.join(prefix, e.relpath) if e.relpath else prefix
+            if not rel:
+                continue  # the pivot itself: its contents are what is copied
+            e = dataclasses.replace(e, relpath=rel)
+            walked[rel] = e
+            if include is not None and not include.matches(rel):
+                continue
+            if excludes is not None and excludes.matches(rel):
+                continue
+            # Its parent directories come along (lazily, as BuildKit's copier creates them).
+            parent = posixpath.dirname(rel)
+            while parent and parent not in chosen:
+                if parent in walked:
+                    chosen[parent] = walked[parent]
+                parent = posixpath.dirname(parent)
+            chosen[rel] = e
+        ordered = sorted(chosen.values(), key=lambda x: x.relpath.split("/"))
+        out.append(Matched(src, pivot, tuple(ordered)))
+    return out
 
 
 def place(
@@ -192,15 +304,19 @@ def place(
     base = dest.rstrip("/").lstrip("/")
     placed: list[Placed] = []
     for m in matches:
+        if op.parents:
+            # The pivot's contents go below dest (created even when nothing matched, as BuildKit
+            # creates it); relpaths are already relative to the pivot.
+            if base:
+                placed.append(Placed(base, None, mkdir=True))
+            for e in m.entries:
+                key = posixpath.join(m.match, e.relpath)
+                placed.append(Placed(posixpath.join(base, e.relpath), e, key=key))
+            continue
         if not m.entries:
             continue
         top = m.entries[0]
-        if op.parents:
-            clean = m.src.lstrip("/")
-            pivot = clean.split("/./", 1)[0] if "/./" in clean else ""
-            rel_parent = m.match[len(pivot) :].lstrip("/") if pivot and m.match.startswith(pivot) else m.match
-            root_dest = posixpath.join(base, rel_parent) if base else rel_parent
-        elif top.kind == "dir":
+        if top.kind == "dir":
             root_dest = base
         else:
             root_dest = posixpath.join(base, posixpath.basename(m.match)) if as_dir else base
@@ -591,6 +707,9 @@ def run_copy(
                 written: set[str] = set()  # every dest written so far (staging starts empty)
                 archived = False  # an extracted archive may have put anything anywhere
                 for p in placed:
+                    if p.mkdir:
+                        _make_parents(staging, None if op.link else (layered or view), p.dest, now, made)
+                        continue
                     parent = posixpath.dirname(p.dest)
                     _make_parents(staging, None if op.link else (layered or view), parent, now, made)
                     reuse = None

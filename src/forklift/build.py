@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from forklift import __version__
 from forklift.errors import ForkliftError
 from forklift.execute.cache_io import export_cache_to, import_cache_from, parse_cache_specs, stage_cache_keys
-from forklift.execute.options import OUTPUT_TYPES, NamedContext, OutputSpec, SecretSource
+from forklift.execute.options import OUTPUT_TYPES, Entitlements, NamedContext, OutputSpec, SecretSource
 from forklift.report.progress import BuildFinished, Event, EventSink, StepStarted, discard
 
 # Everything else is imported where it is used: a build whose inputs did not change is answered
@@ -76,6 +76,9 @@ class BuildOptions:
     cache_from: tuple[str | CacheSource, ...] = ()
     pull: bool = False  # --pull: check the registry for every FROM image, even one the store has
     insecure_registries: frozenset[str] = frozenset()  # --insecure-registry: plain HTTP to these hosts
+    # --allow: entitlements (security.insecure, device[=NAME], network.host), as buildx takes them.
+    allow: tuple[str, ...] = ()
+    cdi_spec_dirs: tuple[Path, ...] = ()  # --cdi-spec-dir: CDI specs (default /etc/cdi, /var/run/cdi)
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,8 @@ def _build_env(
         runtime_name=options.runtime,
         pull=options.pull,
         insecure_registries=frozenset(options.insecure_registries),
+        entitlements=Entitlements.parse(options.allow),
+        cdi_spec_dirs=tuple(options.cdi_spec_dirs),
         named_contexts={n.lower(): NamedContext.parse(n, v) for n, v in options.build_contexts.items()},
     )
     snapshots = SnapshotCache(store.root)
@@ -432,6 +437,8 @@ def _memo_key(options: BuildOptions, dockerfile: _Dockerfile) -> str | None:
         "contexts": dict(options.build_contexts),
         "secrets": sorted(s.id for s in options.secrets),
         "ssh": sorted(options.ssh),
+        "allow": list(Entitlements.parse(options.allow).flags()),  # an unknown entitlement fails here
+        "cdi": [str(d) for d in options.cdi_spec_dirs],
         "max_size": options.max_size,
     }
     return request_key(request, context=dockerfile.context, dockerfile=dockerfile.path, text=dockerfile.text)

@@ -144,6 +144,21 @@ def _ssh(values: tuple[str, ...]) -> dict[str, str]:
     multiple=True,
     help="NAME=DIR|docker-image://REF|oci-layout://PATH[:TAG]: replaces a stage or image.",
 )
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    metavar="ENTITLEMENT",
+    help="Grant an entitlement; repeatable: security.insecure (RUN --security=insecure), "
+    "device or device=NAME (RUN --device), network.host.",
+)
+@click.option(
+    "--cdi-spec-dir",
+    "cdi_spec_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Read CDI device specs from this directory instead of /etc/cdi and /var/run/cdi; repeatable.",
+)
 @click.argument("context", type=click.Path(file_okay=False, path_type=Path))
 @click.pass_context
 def build_command(
@@ -173,6 +188,8 @@ def build_command(
     cache_from: tuple[str, ...],
     max_size: str | None,
     build_contexts: tuple[str, ...],
+    allow: tuple[str, ...],
+    cdi_spec_dirs: tuple[Path, ...],
     context: Path,
 ) -> None:
     """Build an image from a Dockerfile and a build context."""
@@ -219,6 +236,8 @@ def build_command(
         cache_from=cache_from,
         pull=pull,
         insecure_registries=frozenset(insecure_registries),
+        allow=allow,
+        cdi_spec_dirs=cdi_spec_dirs,
     )
     mode = "quiet" if quiet else progress
     if mode == "auto":

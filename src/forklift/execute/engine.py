@@ -22,7 +22,7 @@ from pathlib import Path
 from forklift.errors import BuildError, ForkliftError
 from forklift.execute.cache import BuildCache, CacheRecord, LayerRef, StepInputs, StepPosition, explain_miss
 from forklift.execute.context import SourceTree
-from forklift.execute.options import NamedContext, SecretSource
+from forklift.execute.options import Entitlements, NamedContext, SecretSource
 from forklift.execute.snapshots import SnapshotCache
 from forklift.execute.state import StageState
 from forklift.oci.model import Descriptor, Digest, HistoryEntry, MediaType, Platform
@@ -51,6 +51,8 @@ class ExecOptions:
     named_contexts: Mapping[str, NamedContext] = field(default_factory=dict)
     pull: bool = False  # --pull: check the registry for every FROM image once per build
     insecure_registries: frozenset[str] = frozenset()  # --insecure-registry: plain HTTP to these hosts
+    entitlements: Entitlements = field(default_factory=Entitlements)  # --allow
+    cdi_spec_dirs: tuple[Path, ...] = ()  # --cdi-spec-dir; empty: /etc/cdi and /var/run/cdi
 
 
 class RuntimeProvider:

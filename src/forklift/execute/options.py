@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from forklift.oci.compression import Compression
 
 OUTPUT_TYPES = ("oci", "docker", "local", "tar", "image", "registry")
+ENTITLEMENTS = ("network.host", "security.insecure", "device")
 _COMPRESSIONS: Mapping[str, Compression] = {"gzip": "gzip", "zstd": "zstd", "uncompressed": "none"}
 
 
@@ -121,3 +122,86 @@ def _flag(value: str, key: str) -> bool:
     if lowered in ("false", "0", "no"):
         return False
     raise ForkliftError(f"invalid --output {key}={value!r} (true or false)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entitlements:
+    """What ``--allow`` grants (buildx's entitlements): ``security.insecure`` lets ``RUN
+    --security=insecure`` run privileged; ``device`` lets ``RUN --device`` use every CDI device,
+    ``device=NAME`` only that one (``device=NAME,alias=OTHER``: ``RUN --device=OTHER`` means NAME).
+    ``network.host`` is accepted but not needed: RUN shares the host network by default."""
+
+    network_host: bool = False
+    security_insecure: bool = False
+    all_devices: bool = False
+    devices: Mapping[str, str] = field(default_factory=dict)  # name or alias -> device name
+
+    @staticmethod
+    def parse(values: Iterable[str]) -> Entitlements:
+        """``--allow`` values: ``network.host``, ``security.insecure``, ``device[=NAME[,alias=A]]``."""
+        network_host = security_insecure = all_devices = False
+        devices: dict[str, str] = {}
+        for value in values:
+            for item in _entitlement_items(value):
+                key, _, rest = item.partition("=")
+                if key == "device":
+                    if not rest:
+                        all_devices = True
+                        continue
+                    name, *extra = rest.split(",")
+                    alias = ""
+                    for part in extra:
+                        k, sep, v = part.partition("=")
+                        if k.strip() != "alias" or not sep:
+                            raise ForkliftError(
+                                f"--allow {value}: unknown device config {part!r}",
+                                hint="device=NAME[,alias=A]",
+                            )
+                        alias = v.strip()
+                    devices[alias or name.strip()] = name.strip()
+                elif item == "network.host":
+                    network_host = True
+                elif item == "security.insecure":
+                    security_insecure = True
+                else:
+                    raise ForkliftError(
+                        f"unknown entitlement {item}", hint="one of " + ", ".join(ENTITLEMENTS)
+                    )
+        return Entitlements(
+            network_host=network_host,
+            security_insecure=security_insecure,
+            all_devices=all_devices,
+            devices=devices,
+        )
+
+    def device_allowed(self, requested: str, resolved: Iterable[str] = ()) -> bool:
+        """Whether ``RUN --device=requested`` (resolving to the ``resolved`` devices) may run."""
+        if self.all_devices or requested in self.devices:
+            return True
+        names = set(self.devices.values())
+        found = list(resolved)
+        return bool(found) and all(n in names for n in found)
+
+    def device_name(self, requested: str) -> str:
+        """The device an alias stands for (the name itself when it is no alias)."""
+        return self.devices.get(requested, requested)
+
+    def flags(self) -> tuple[str, ...]:
+        """The ``--allow`` values that give these entitlements back (a stable order: cache and memo keys)."""
+        out = [
+            e
+            for e, on in (("network.host", self.network_host), ("security.insecure", self.security_insecure))
+            if on
+        ]
+        if self.all_devices:
+            out.append("device")
+        out += [f"device={n}" + (f",alias={a}" if a != n else "") for a, n in sorted(self.devices.items())]
+        return tuple(out)
+
+
+def _entitlement_items(value: str) -> list[str]:
+    """One ``--allow`` value: a ``device=...`` config whole, else a comma-separated list (buildx)."""
+    value = value.strip()
+    if value.startswith("device="):
+        return [value]
+    return [v.strip() for v in value.split(",") if v.strip()]

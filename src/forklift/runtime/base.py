@@ -21,6 +21,36 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class DeviceNode:
+    """A device node the runtime creates in the container and lets it use (the device cgroup).
+
+    ``type`` is ``c`` (character), ``b`` (block) or ``p`` (a fifo: no cgroup rule); ``permissions``
+    is the cgroup access (``rwm``); ``file_mode``, ``uid`` and ``gid`` default to the runtime's.
+    """
+
+    path: str
+    type: str
+    major: int
+    minor: int
+    permissions: str = "rwm"
+    file_mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+
+
+@dataclass(frozen=True)
+class Hook:
+    """An OCI lifecycle hook: ``stage`` is createRuntime, createContainer, startContainer,
+    prestart, poststart or poststop; ``path`` runs on the host with ``args`` and ``env``."""
+
+    stage: str
+    path: str
+    args: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    timeout: int | None = None
+
+
+@dataclass(frozen=True)
 class Process:
     """What to run: argv, environment, working directory, user and network."""
 
@@ -37,6 +67,9 @@ class Process:
     # ``RUN --security=insecure``: every capability this process holds, no masked or read-only
     # paths, writable /sys, all devices allowed (a privileged container).
     privileged: bool = False
+    # ``RUN --device``: CDI device nodes and hooks (their env and mounts are in ``env``/mounts).
+    devices: tuple[DeviceNode, ...] = ()
+    hooks: tuple[Hook, ...] = ()
 
 
 OutputSink = Callable[[bytes], None]

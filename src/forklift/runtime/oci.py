@@ -6,7 +6,8 @@ tmpfs /dev (the runtime creates null, zero, full, random, urandom, tty, ptmx), /
 /dev/mqueue, a read-only /sys and /sys/fs/cgroup; read-only binds of /etc/resolv.conf,
 /etc/hosts and /etc/hostname from files written into the bundle (copies of the host's, plus the
 container's hostname and ``extra_hosts``); Docker's default capabilities (held by root only, as
-BuildKit does), masked and read-only paths; no seccomp profile; RLIMIT_NOFILE at the current hard
+BuildKit does), masked and read-only paths; forklift's default seccomp profile (except for a
+privileged process); RLIMIT_NOFILE at the current hard
 limit and no other rlimit (raising one needs CAP_SYS_RESOURCE). No cgroup setup is needed: the
 container goes into a relative ``forklift/<id>`` cgroup, under the caller's own cgroups. PATH and
 HOME get BuildKit's defaults when the process does not set them.
@@ -45,8 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from forklift.errors import ForkliftError, RuntimeNotFound
-from forklift.runtime.base import Mount, OutputSink, Process
+from forklift.runtime.base import DeviceNode, Hook, Mount, OutputSink, Process
 from forklift.runtime.rootpath import resolve_in_root
+from forklift.runtime.seccomp import default_profile, kernel_has_seccomp
 from forklift.runtime.users import user_home
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -221,6 +223,7 @@ def build_config(
     nofile: int,
     home: str | None = None,
     privileged_caps: tuple[str, ...] = (),
+    seccomp: bool = True,
 ) -> dict[str, Any]:
     """The OCI runtime ``config.json`` document for one run (pure: no I/O).
 
@@ -228,6 +231,8 @@ def build_config(
     (soft = hard), which must not exceed the caller's hard limit. PATH (the usual default) and
     HOME (``home``) are added to the environment when the process does not set them, as
     BuildKit does. A privileged process gets ``privileged_caps`` (see ``held_capabilities``).
+    Other processes get forklift's default seccomp profile (``runtime.seccomp``) when ``seccomp``
+    is true (the kernel filters system calls).
     """
     env = [f"{k}={v}" for k, v in process.env]
     names = {k for k, _ in process.env}
@@ -256,7 +261,22 @@ def build_config(
             }
         )
     config_mounts.extend(_mount_entry(m) for m in mounts)
-    return {
+    linux: dict[str, Any] = {
+        "namespaces": namespaces,
+        "resources": {
+            "devices": [
+                {"allow": process.privileged, "access": "rwm"},
+                *(_device_rule(d) for d in process.devices if d.type in ("c", "b")),
+            ]
+        },
+        "maskedPaths": [] if process.privileged else list(MASKED_PATHS),
+        "readonlyPaths": [] if process.privileged else list(READONLY_PATHS),
+    }
+    if process.devices:
+        linux["devices"] = [_device_entry(d) for d in process.devices]
+    if seccomp and not process.privileged:
+        linux["seccomp"] = default_profile()
+    config: dict[str, Any] = {
         "ociVersion": "1.0.2",
         "process": {
             "terminal": process.terminal,
@@ -271,13 +291,51 @@ def build_config(
         "root": {"path": str(rootfs), "readonly": False},
         "hostname": process.hostname,
         "mounts": config_mounts,
-        "linux": {
-            "namespaces": namespaces,
-            "resources": {"devices": [{"allow": process.privileged, "access": "rwm"}]},
-            "maskedPaths": [] if process.privileged else list(MASKED_PATHS),
-            "readonlyPaths": [] if process.privileged else list(READONLY_PATHS),
-        },
+        "linux": linux,
     }
+    if process.hooks:
+        config["hooks"] = _hooks(process.hooks)
+    return config
+
+
+def _device_entry(device: DeviceNode) -> dict[str, Any]:
+    """A ``linux.devices`` entry: the node the runtime creates in the container."""
+    entry: dict[str, Any] = {
+        "path": device.path,
+        "type": device.type,
+        "major": device.major,
+        "minor": device.minor,
+    }
+    for key, value in (("fileMode", device.file_mode), ("uid", device.uid), ("gid", device.gid)):
+        if value is not None:
+            entry[key] = value
+    return entry
+
+
+def _device_rule(device: DeviceNode) -> dict[str, Any]:
+    """The device cgroup rule that lets the container use ``device``."""
+    return {
+        "allow": True,
+        "type": device.type,
+        "major": device.major,
+        "minor": device.minor,
+        "access": device.permissions or "rwm",
+    }
+
+
+def _hooks(hooks: tuple[Hook, ...]) -> dict[str, list[dict[str, Any]]]:
+    """The ``hooks`` object: each stage's hooks in order."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for hook in hooks:
+        entry: dict[str, Any] = {"path": hook.path}
+        if hook.args:
+            entry["args"] = list(hook.args)
+        if hook.env:
+            entry["env"] = list(hook.env)
+        if hook.timeout is not None:
+            entry["timeout"] = hook.timeout
+        out.setdefault(hook.stage, []).append(entry)
+    return out
 
 
 def _host_file(path: str, fallback: str) -> str:
@@ -519,9 +577,8 @@ class OciRuntime:
             if nofile == resource.RLIM_INFINITY:
                 nofile = 1 << 20
             home = None if any(k == "HOME" for k, _ in process.env) else user_home(rootfs, process.uid)
-            privileged_caps = (
-                held_capabilities(Path("/proc/self/status").read_text()) if process.privileged else ()
-            )
+            status = Path("/proc/self/status").read_text()
+            privileged_caps = held_capabilities(status) if process.privileged else ()
             config = build_config(
                 process,
                 rootfs,
@@ -530,6 +587,7 @@ class OciRuntime:
                 nofile=nofile,
                 home=home,
                 privileged_caps=privileged_caps,
+                seccomp=kernel_has_seccomp(status),
             )
             config["linux"]["cgroupsPath"] = f"forklift/{container_id}"
             (bundle / "config.json").write_text(json.dumps(config))

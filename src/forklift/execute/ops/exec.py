@@ -17,6 +17,7 @@ import os
 import shutil
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from forklift.errors import BuildError
 from forklift.execute.cache import SourceDigest, StepInputs
@@ -35,7 +36,10 @@ from forklift.execute.ops.config import run_history, shell_of
 from forklift.execute.state import StageState
 from forklift.plan.ops import ExecOp, ImageRef, MainContextRef, NamedContextRef, ResolvedMount, StageRef
 from forklift.report.progress import StepLog
-from forklift.runtime.base import Mount, NetworkMode, Process
+from forklift.runtime.base import DeviceNode, Mount, NetworkMode, Process
+
+if TYPE_CHECKING:
+    from forklift.runtime.cdi import ContainerEdits, DeviceRequest
 from forklift.snapshot.diff import OverlayUpperSource
 
 _TAIL_BYTES = 4096
@@ -53,6 +57,57 @@ def _network(op: ExecOp, env: BuildEnv) -> NetworkMode:
     if mode == "none":
         return "none"
     return "host"  # "default" shares the host network (package managers work), as buildx does
+
+
+def device_requests(op: ExecOp) -> tuple[DeviceRequest, ...]:
+    """The RUN's ``--device`` flags parsed (errors at the RUN's location)."""
+    if not op.instruction.devices:
+        return ()
+    from forklift.runtime.cdi import CdiError, parse_device_flag
+
+    try:
+        return tuple(parse_device_flag(d) for d in op.instruction.devices)
+    except CdiError as err:
+        raise BuildError(f"--device: {err.message}", location=op.location, hint=err.hint) from err
+
+
+def check_entitlements(op: ExecOp, env: BuildEnv, requests: tuple[DeviceRequest, ...]) -> None:
+    """Refuse a RUN that needs an entitlement ``--allow`` did not grant (also on a cache hit, as
+    BuildKit checks them before solving): ``--security=insecure`` and ``--device``."""
+    granted = env.options.entitlements
+    if op.security == "insecure" and not granted.security_insecure:
+        raise BuildError(
+            "security.insecure is not allowed",
+            location=op.location,
+            hint="RUN --security=insecure runs privileged: pass --allow security.insecure to allow it",
+        )
+    if not requests or granted.all_devices:
+        return
+    from forklift.runtime.cdi import CdiError, find_devices, load_registry
+
+    try:
+        registry = load_registry(env.options.cdi_spec_dirs or _default_cdi_dirs())
+        for request in requests:
+            name = granted.device_name(request.name)
+            found = find_devices(registry, name)
+            if granted.device_allowed(request.name, [d.qualified_name for d in found]):
+                continue
+            if found and all(d.auto_allowed for d in found):
+                continue
+            raise BuildError(
+                f'device "{request.name}" is not allowed',
+                location=op.location,
+                hint=f"RUN --device needs the device entitlement: pass --allow device "
+                f"(every CDI device) or --allow device={request.name}",
+            )
+    except CdiError as err:
+        raise BuildError(err.message, location=op.location, hint=err.hint) from err
+
+
+def _default_cdi_dirs() -> tuple[Path, ...]:
+    from forklift.runtime.cdi import DEFAULT_SPEC_DIRS
+
+    return DEFAULT_SPEC_DIRS
 
 
 def mount_inputs(
@@ -99,16 +154,26 @@ def run_exec(
     build_args = [(k, v) for k, v in state.args.items()]
     history = run_history(args, build_args)
     sources, meta = mount_inputs(op, env, done)
+    requests = device_requests(op)
+    check_entitlements(op, env, requests)
+    # Devices are a cache input only when asked for, so other RUNs keep their keys.
+    devices = (("devices", "\n".join(op.instruction.devices)),) if requests else ()
     inputs = StepInputs(
         parent=state.identity(),
         instruction=" ".join(args) + "".join(f"\n{f.name}:{f.data}" for f in op.inline_files),
         env=sorted_env(state.env()),
         sources=sources,
-        metadata=(*meta, ("network", _network(op, env)), ("security", op.security), *env.epoch_inputs()),
+        metadata=(
+            *meta,
+            ("network", _network(op, env)),
+            ("security", op.security),
+            *devices,
+            *env.epoch_inputs(),
+        ),
     )
 
     def run(vertex: int) -> Outcome:
-        return _execute(env, state, op, args, vertex, done, eager=stepper.eager_layers)
+        return _execute(env, state, op, args, vertex, done, eager=stepper.eager_layers, devices=requests)
 
     return stepper.step(
         state, index=index, text=op.text, history=history, inputs=inputs, run=run, location=str(op.location)
@@ -124,7 +189,9 @@ def _execute(
     done: dict[int, StageResult],
     *,
     eager: bool = False,
+    devices: tuple[DeviceRequest, ...] = (),
 ) -> Outcome:
+    from forklift.runtime.cdi import ContainerEdits
     from forklift.runtime.users import resolve_user
     from forklift.snapshot.overlay import writable_rootfs
 
@@ -137,6 +204,7 @@ def _execute(
     tail = bytearray()
 
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # chunks may split characters
+    edits = _device_edits(env, op, vertex, devices) if devices else ContainerEdits()
 
     def output(chunk: bytes) -> None:
         tail.extend(chunk)
@@ -158,7 +226,8 @@ def _execute(
             except Exception as err:
                 raise BuildError(str(err), location=op.location) from err
             run_env = state.env()
-            mounts: list[Mount] = []
+            run_env.update(edits.env_pairs())
+            mounts: list[Mount] = list(edits.mounts)
             for i, rm in enumerate(op.mounts):
                 mounts.extend(_mount(env, stack, rm, i, files, run_env, done))
             for f in op.inline_files:
@@ -176,8 +245,11 @@ def _execute(
                 cwd=container.working_dir or "/",
                 uid=uid,
                 gid=gid,
-                additional_gids=groups,
+                additional_gids=(*groups, *(g for g in edits.additional_gids if g not in groups)),
                 network=_network(op, env),
+                privileged=op.security == "insecure",
+                devices=_runtime_devices(edits, op),
+                hooks=edits.hooks,
             )
             status = runtime.run(process, root, tuple(mounts), output=output)
         if status != 0:
@@ -199,6 +271,35 @@ def _execute(
         return Outcome(layer, adopt, source_kind="upper")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _device_edits(
+    env: BuildEnv, op: ExecOp, vertex: int, requests: tuple[DeviceRequest, ...]
+) -> ContainerEdits:
+    """The CDI edits for the RUN's devices; a required device that is not registered fails the step."""
+    from forklift.runtime.cdi import CdiError, DeviceRequest, load_registry, resolve_devices
+
+    granted = env.options.entitlements
+    try:
+        registry = load_registry(env.options.cdi_spec_dirs or _default_cdi_dirs())
+        named = [DeviceRequest(granted.device_name(r.name), r.required) for r in requests]
+        resolved = resolve_devices(registry, named)
+        for name in resolved.missing_optional:
+            env.events(StepLog(vertex, f"WARNING: optional device {name!r} is not registered: skipped\n"))
+        return resolved.edits
+    except CdiError as err:
+        raise BuildError(err.message, location=op.location, hint=err.hint) from err
+
+
+def _runtime_devices(edits: ContainerEdits, op: ExecOp) -> tuple[DeviceNode, ...]:
+    if not edits.device_nodes:
+        return ()
+    from forklift.runtime.cdi import CdiError, runtime_devices
+
+    try:
+        return runtime_devices(edits)
+    except CdiError as err:
+        raise BuildError(err.message, location=op.location, hint=err.hint) from err
 
 
 def _mount(

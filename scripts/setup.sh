@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-test}
 
-pkgs=(runc busybox-static ca-certificates)
+pkgs=(runc busybox-static ca-certificates git)  # git: ADD <git ref> runs the real git binary
 case "$mode" in
   test) pkgs+=(skopeo umoci docker-registry apache2-utils zstd bzip2 xz-utils mmdebstrap gcc libc6-dev) ;;  # mmdebstrap: its merged-usr hook (bootstrap tests); gcc libc6-dev: the offline C example base
   demo) pkgs+=(mmdebstrap skopeo umoci curl) ;;  # curl: the demo calls the service

@@ -56,6 +56,7 @@ from forklift.snapshot.diff import DirectorySource
 
 if TYPE_CHECKING:
     from forklift.dockerfile.ignore import DockerIgnore
+    from forklift.execute.ops.gitsource import GitRef
 
 
 @dataclass(frozen=True)
@@ -594,6 +595,58 @@ def _download(
     return SourceEntry("", str(path), "file", 0o600, 0, 0, st.st_size, st.st_mtime_ns, "", digest)
 
 
+def _git_sources(sources: list[str], op: CopyOp) -> list[tuple[str, GitRef]]:
+    """The ADD sources that are git repositories (BuildKit's detection), with their parsed refs."""
+    from forklift.execute.ops.gitsource import parse_git_ref
+
+    found: list[tuple[str, GitRef]] = []
+    for text in sources:
+        try:
+            ref = parse_git_ref(text)
+        except ValueError as err:
+            raise BuildError(f"ADD {text}: {err}", location=op.location) from None
+        if ref is not None:
+            found.append((text, ref))
+    return found
+
+
+def _resolve_git(
+    env: BuildEnv, gits: list[tuple[str, GitRef]], checksum: str | None, location: SourceLocation
+) -> list[str]:
+    """The commit of each git source now (``git ls-remote``; a full commit id needs no network),
+    checked against ``--checksum`` (a commit id or prefix) when one is given."""
+    if not gits:
+        return []
+    from forklift.execute.ops.gitsource import check_commit_checksum, resolve_commit
+
+    commits = [resolve_commit(ref, location=location) for _, ref in gits]
+    if any(ref.ref != sha for (_, ref), sha in zip(gits, commits)):
+        env.downloaded = True  # a branch or tag can move: remote state, so the build is not memoized
+    if checksum:
+        for sha in commits:
+            check_commit_checksum(sha, checksum, location=location)
+    return commits
+
+
+def _place_git(
+    ref: GitRef, sha: str, dest_rel: str, scratch: Path, *, keep_git_dir: bool, location: SourceLocation
+) -> list[Placed]:
+    """Check ``sha`` out under ``scratch`` (an empty directory the caller removes) and place its
+    files: the checkout's contents go into ``dest``, a directory made with the checkout root's
+    metadata when new (as BuildKit copies ``/`` of a git source)."""
+    from forklift.execute.ops.gitsource import checkout
+
+    done = checkout(ref, sha, scratch, keep_git_dir=keep_git_dir, location=location)
+    tree = SourceTree(done.root, label=f"git source {ref.remote}")
+    return [
+        Placed(
+            posixpath.join(dest_rel, e.relpath) if e.relpath else dest_rel, e, key=f"git:{sha}/{e.relpath}"
+        )
+        for e in tree.entries("")
+        if e.relpath or dest_rel
+    ]
+
+
 def run_copy(
     env: BuildEnv, stepper: Stepper, state: StageState, op: CopyOp, index: int, done: dict[int, StageResult]
 ) -> StageState:
@@ -614,10 +667,15 @@ def run_copy(
     dest_abs = _abs_dest(dest_text, state.container.working_dir)
     if dest_text.endswith("/") and not dest_abs.endswith("/"):
         dest_abs += "/"
-    urls = [s for s in raw_sources if is_add and _is_url(s)]
-    local = [s for s in raw_sources if s not in urls]
+    gits = _git_sources(raw_sources, op) if is_add else []
+    git_texts = {text for text, _ in gits}
+    urls = [s for s in raw_sources if is_add and s not in git_texts and _is_url(s)]
+    local = [s for s in raw_sources if s not in urls and s not in git_texts]
+    keep_git_dir = bool(getattr(op.instruction, "keep_git_dir", False))
     flags = f"chown={chown} chmod={chmod} link={op.link} parents={op.parents} exclude={','.join(op.excludes)}"
     flags += f" unpack={getattr(op.instruction, 'unpack', None)}"
+    if gits:
+        flags += f" keep-git-dir={keep_git_dir}"
 
     inline = [(i.path, (expand(i.data) if i.expand else i.data).encode()) for i in op.inline]
     memo = _from_memo_key(env, op, done, local)
@@ -630,6 +688,7 @@ def run_copy(
         url_entries = [
             _download(env, u, expand(checksum) if checksum else None, scratch, op.location) for u in urls
         ]
+        commits = _resolve_git(env, gits, expand(checksum) if checksum else None, op.location)
         if digests is None:
             tree = stack.enter_context(source_tree(env, op, done)) if local else env.context
             matches, digests = gather(tree, op, local) if local else ([], [])
@@ -638,6 +697,7 @@ def run_copy(
         key_digests = [
             *digests,
             *(SourceDigest(f"url {u}", e.digest) for u, e in zip(urls, url_entries)),
+            *(SourceDigest(f"git {text}", f"git:{sha}") for (text, _), sha in zip(gits, commits)),
             *(SourceDigest(f"inline {p}", "sha256:" + hashlib.sha256(d).hexdigest()) for p, d in inline),
         ]
         text_sources = [*op.paths] + [f"<<{i.path}" for i in op.inline]
@@ -692,6 +752,14 @@ def run_copy(
                     placed.append(Placed(dest_rel, e, archive=True))  # ADD --unpack=true <url>
                     continue
                 placed.append(Placed(posixpath.join(dest_rel, e.path.name) if as_dir else dest_rel, e))
+            for i, ((_, ref), sha) in enumerate(zip(gits, commits)):
+                checkout_dir = scratch / f"git-{i}"
+                checkout_dir.mkdir()
+                placed.extend(
+                    _place_git(
+                        ref, sha, dest_rel, checkout_dir, keep_git_dir=keep_git_dir, location=op.location
+                    )
+                )
             staging = env.snapshots.scratch_dir("stage")
             try:
                 now = (

@@ -145,7 +145,7 @@ def test_branch_tag_commit_subdir_and_keep_git_dir(
         store_root,
         "FROM scratch\n"
         f"ADD {url}#main /branch\n"
-        f"ADD {url}#v1 /tag/\n"
+        f"ADD --exclude=**/*.md {url}#v1 /tag/\n"
         f"ADD {url}#{first} /commit\n"
         f"ADD {url}#main:docs /docs\n"
         f"ADD --keep-git-dir=true {url} /kept\n"
@@ -155,6 +155,7 @@ def test_branch_tag_commit_subdir_and_keep_git_dir(
     m = _members(out)
     assert _read(out, "branch/README") == git_server.git("show", "main:README") + "\n"
     assert _read(out, "tag/app/run.sh") == "#!/bin/sh\n"
+    assert "tag/docs" in m and "tag/docs/guide.md" not in m  # --exclude, relative to the checkout
     assert m["branch/app/run.sh"].mode & 0o777 == 0o755 and m["branch/README"].mode & 0o777 == 0o644
     assert m["branch/link"].issym() and m["branch/link"].linkname == "README"
     assert "commit/README" in m and "commit/link" not in m  # the first commit had no link yet

@@ -17,6 +17,10 @@ CASES: list[tuple[str, GitRef | None]] = [
         "https://example.com/foo.git##ref=release/1.2,subdir=/subdir",
         GitRef("https://example.com/foo.git", "release/1.2", "/subdir"),
     ),
+    (
+        "https://example.com/foo.git##commit=abc123,subdir=d",
+        GitRef("https://example.com/foo.git", "abc123", "d", "abc123"),
+    ),
     ("https://user:pw@github.com/moby/buildkit.git", GitRef("https://user:pw@github.com/moby/buildkit.git")),
     ("https://example.com/foo", None),  # plain downloads: no .git suffix
     ("https://example.com/foo.git/", None),
@@ -48,6 +52,13 @@ def test_bad_csv_fragment() -> None:
 def test_a_full_commit_id_resolves_without_the_network() -> None:
     sha = "0123456789abcdef0123456789abcdef01234567"
     assert resolve_commit(GitRef("git://203.0.113.1/nothing", sha)) == sha
+
+
+def test_a_csv_commit_must_match_what_the_ref_resolves_to() -> None:
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    assert resolve_commit(GitRef("git://203.0.113.1/x", sha, commit="0123")) == sha
+    with pytest.raises(BuildError, match="expected ffff"):
+        resolve_commit(GitRef("git://203.0.113.1/x", sha, commit="ffff"))
 
 
 def test_checksum_is_the_commit_or_a_prefix() -> None:

@@ -629,21 +629,21 @@ def _resolve_git(
 
 
 def _place_git(
-    ref: GitRef, sha: str, dest_rel: str, scratch: Path, *, keep_git_dir: bool, location: SourceLocation
+    ref: GitRef, sha: str, dest_rel: str, scratch: Path, op: CopyOp, *, keep_git_dir: bool
 ) -> list[Placed]:
     """Check ``sha`` out under ``scratch`` (an empty directory the caller removes) and place its
     files: the checkout's contents go into ``dest``, a directory made with the checkout root's
-    metadata when new (as BuildKit copies ``/`` of a git source)."""
+    metadata when new (as BuildKit copies ``/`` of a git source). ``--exclude`` patterns match
+    paths relative to the checkout root."""
     from forklift.execute.ops.gitsource import checkout
 
-    done = checkout(ref, sha, scratch, keep_git_dir=keep_git_dir, location=location)
+    done = checkout(ref, sha, scratch, keep_git_dir=keep_git_dir, location=op.location)
     tree = SourceTree(done.root, label=f"git source {ref.remote}")
+    excludes = _exclude_matcher(op)
     return [
-        Placed(
-            posixpath.join(dest_rel, e.relpath) if e.relpath else dest_rel, e, key=f"git:{sha}/{e.relpath}"
-        )
+        Placed(posixpath.join(dest_rel, e.relpath) if e.relpath else dest_rel, e, key=f"git:{e.relpath}")
         for e in tree.entries("")
-        if e.relpath or dest_rel
+        if (e.relpath or dest_rel) and not (excludes and e.relpath and excludes.matches(e.relpath))
     ]
 
 
@@ -755,11 +755,7 @@ def run_copy(
             for i, ((_, ref), sha) in enumerate(zip(gits, commits)):
                 checkout_dir = scratch / f"git-{i}"
                 checkout_dir.mkdir()
-                placed.extend(
-                    _place_git(
-                        ref, sha, dest_rel, checkout_dir, keep_git_dir=keep_git_dir, location=op.location
-                    )
-                )
+                placed.extend(_place_git(ref, sha, dest_rel, checkout_dir, op, keep_git_dir=keep_git_dir))
             staging = env.snapshots.scratch_dir("stage")
             try:
                 now = (

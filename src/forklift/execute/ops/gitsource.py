@@ -42,10 +42,12 @@ class GitRef:
     remote: str
     ref: str = ""
     subdir: str = ""
+    commit: str = ""  # ``##...,commit=<sha>``: the commit ``ref`` must resolve to
 
 
-def _split_fragment(fragment: str) -> tuple[str, str]:
-    """``ref[:subdir]``, or the CSV form ``#ref=..,subdir=..`` (the URL had ``##``)."""
+def _split_fragment(fragment: str) -> tuple[str, str, str]:
+    """(ref, subdir, commit) of ``ref[:subdir]``, or of the CSV form ``#ref=..,commit=..,subdir=..``
+    (the URL had ``##``)."""
     if fragment.startswith("#"):
         ref = subdir = commit = ""
         for field in filter(None, fragment[1:].split(",")):
@@ -61,9 +63,9 @@ def _split_fragment(fragment: str) -> tuple[str, str]:
                 subdir = value
             else:
                 commit = value
-        return ref or commit, subdir
+        return ref or commit, subdir, commit
     ref, _, subdir = fragment.partition(":")
-    return ref, subdir
+    return ref, subdir, ""
 
 
 def parse_git_ref(src: str) -> GitRef | None:
@@ -87,8 +89,8 @@ def parse_git_ref(src: str) -> GitRef | None:
         if m is None:
             return None
         remote, fragment = src.partition("#")[0], m.group(4) or ""
-    ref, subdir = _split_fragment(fragment) if fragment else ("", "")
-    return GitRef(remote, ref, subdir)
+    ref, subdir, commit = _split_fragment(fragment) if fragment else ("", "", "")
+    return GitRef(remote, ref, subdir, commit)
 
 
 def _git_env() -> dict[str, str]:
@@ -146,6 +148,16 @@ def resolve_commit(ref: GitRef, *, location: SourceLocation | None = None) -> st
     Tags win over branches of the same name (git's own order); an annotated tag gives its commit.
     An unknown ref raises BuildError.
     """
+    sha = _lookup(ref, location)
+    if ref.commit and not sha.startswith(ref.commit.lower()):
+        raise BuildError(
+            f"git source {_display(ref.remote)}: {ref.ref or 'HEAD'} is commit {sha}, expected {ref.commit}",
+            location=location,
+        )
+    return sha
+
+
+def _lookup(ref: GitRef, location: SourceLocation | None) -> str:
     name = ref.ref or "HEAD"
     if _FULL_SHA.fullmatch(name):
         return name

@@ -19,7 +19,7 @@ import shutil
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from forklift import __version__
 from forklift.errors import ForkliftError
 from forklift.execute.cache_io import export_cache_to, import_cache_from, parse_cache_specs, stage_cache_keys
 from forklift.execute.options import OUTPUT_TYPES, Entitlements, NamedContext, OutputSpec, SecretSource
+from forklift.records import record
 from forklift.report.progress import BuildFinished, Event, EventSink, StepStarted, discard
 
 # Everything else is imported where it is used: a build whose inputs did not change is answered
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["OUTPUT_TYPES", "BuildOptions", "BuildResult", "BuiltImage", "OutputSpec", "build"]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class BuildOptions:
     """Everything a build needs; mirrors ``forklift build``'s flags (buildx meanings)."""
 
@@ -81,7 +82,7 @@ class BuildOptions:
     cdi_spec_dirs: tuple[Path, ...] = ()  # --cdi-spec-dir: CDI specs (default /etc/cdi, /var/run/cdi)
 
 
-@dataclass(frozen=True)
+@record
 class BuiltImage:
     """One target's result: its ID (config digest), digest (manifest) and tags; ``image`` reads it
     from the store."""
@@ -102,7 +103,7 @@ class BuiltImage:
         return StoreImage(Store(self.store_root), Digest.parse(self.digest))
 
 
-@dataclass(frozen=True)
+@record
 class BuildResult:
     """What ``build`` returns: one ``BuiltImage`` per target, and how many steps ran vs were cached."""
 
@@ -160,7 +161,7 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
 # ---- read and plan ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class _Dockerfile:
     """The Dockerfile of a build: the (resolved) context, where the file is, and its text."""
 
@@ -336,7 +337,7 @@ def _run_stages(
 # ---- export ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class _WrittenTarget:
     """A target written: its image, the blobs it needs (the memo checks them) and its summary lines."""
 

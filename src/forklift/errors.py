@@ -7,10 +7,10 @@ traceback.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from forklift.records import record
 
 
-@dataclass(frozen=True)
+@record
 class SourceLocation:
     """A place in a source file. ``line`` and ``column`` are 1-based; ``end_line`` is inclusive."""
 

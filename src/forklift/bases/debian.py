@@ -23,7 +23,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from forklift.errors import ForkliftError
@@ -31,6 +30,7 @@ from forklift.oci.archive import import_rootfs
 from forklift.oci.model import ContainerConfig, Digest, Platform
 from forklift.oci.registry.reference import parse_reference
 from forklift.oci.store import Store
+from forklift.records import record
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
@@ -102,7 +102,7 @@ _MIRROR_RE = re.compile(r"^(https?|file|mirror\+[a-z]+|copy|tor\+https?)://\S+$"
 OutputSink = Callable[[str], None]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class DebianBase:
     """What to bootstrap: a Debian suite and package set, where its packages come from, and for
     which architecture (dpkg's name: amd64, arm64, ...)."""
@@ -161,7 +161,7 @@ class DebianBase:
         return f"debian-{self.suite}-{self.variant}{'-slim' if self.slim else ''}"
 
 
-@dataclass(frozen=True)
+@record
 class BootstrapResult:
     """What ``bootstrap_debian`` did: ``created`` is False when the name existed and was kept."""
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from enum import Enum
 
 from forklift.errors import DockerfileSyntaxError, SourceLocation
+from forklift.records import record
 
 _REGEX_SPECIALS = frozenset(".+()|{}$^")  # escaped outside character classes
 
@@ -39,7 +39,7 @@ class _Kind(Enum):
     REGEX = "regex"
 
 
-@dataclass(frozen=True)
+@record
 class IgnorePattern:
     """One cleaned pattern line."""
 
@@ -160,7 +160,7 @@ def _compile(pattern: str) -> tuple[_Kind, re.Pattern[str] | None]:
     return kind, re.compile("".join(regex))
 
 
-@dataclass(frozen=True)
+@record
 class DockerIgnore:
     """The parsed ``.dockerignore`` of a build context."""
 

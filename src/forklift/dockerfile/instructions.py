@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import TypeAlias
 
 from forklift.dockerfile.syntax import Heredoc, Node, ParsedDockerfile
 from forklift.errors import InstructionError, SourceLocation, did_you_mean
+from forklift.records import record
 
 # Instructions whose arguments the builder expands with ARG/ENV values (checklist section 2).
 # RUN, CMD, ENTRYPOINT, HEALTHCHECK and SHELL are expanded by the shell at run time, not here.
@@ -80,7 +81,7 @@ MINIMUM_DURATION_NS = 1_000_000  # Docker's minimum for HEALTHCHECK durations (1
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class InstructionBase:
     """What every instruction carries: where it is and its text (continuations joined)."""
 
@@ -93,7 +94,7 @@ class InstructionBase:
         return type(self).__name__.upper()
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class From(InstructionBase):
     """``FROM [--platform=P] base [AS name]``; ``base`` and ``platform`` are unexpanded."""
 
@@ -103,7 +104,7 @@ class From(InstructionBase):
     platform: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Mount:
     """One ``RUN --mount=...`` after parsing its CSV options.
 
@@ -127,7 +128,7 @@ class Mount:
     env: str | None = None  # secret exposed as this environment variable
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Run(InstructionBase):
     """``RUN``: ``command`` is the exec-form argv, or one shell-form string (heredoc markers included)."""
 
@@ -140,7 +141,7 @@ class Run(InstructionBase):
     devices: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class InlineSource:
     """A heredoc used as a COPY/ADD source: written as a file named ``path``."""
 
@@ -149,7 +150,7 @@ class InlineSource:
     expand: bool
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Copy(InstructionBase):
     """``COPY [flags] src... dest``; heredoc sources are in ``inline``."""
 
@@ -164,7 +165,7 @@ class Copy(InstructionBase):
     excludes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Add(InstructionBase):
     """``ADD [flags] src... dest``: local paths, URLs or git sources; heredoc sources in ``inline``."""
 
@@ -180,7 +181,7 @@ class Add(InstructionBase):
     excludes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Env(InstructionBase):
     """``ENV k=v ...``: raw (key, value) pairs; values keep quotes until expansion."""
 
@@ -188,7 +189,7 @@ class Env(InstructionBase):
     legacy: bool = False  # ``ENV k v`` form
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class ArgDecl:
     """One declared ARG: ``name`` and its raw default (None without ``=``)."""
 
@@ -196,49 +197,49 @@ class ArgDecl:
     default: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Arg(InstructionBase):
     """``ARG name[=default] ...``."""
 
     args: tuple[ArgDecl, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Label(InstructionBase):
     """``LABEL k=v ...``: raw (key, value) pairs."""
 
     pairs: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Expose(InstructionBase):
     """``EXPOSE port[/proto] ...`` (unexpanded words)."""
 
     ports: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Volume(InstructionBase):
     """``VOLUME path ...`` (JSON or words)."""
 
     paths: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class User(InstructionBase):
     """``USER user[:group]``."""
 
     user: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Workdir(InstructionBase):
     """``WORKDIR path`` (relative paths build on the previous WORKDIR)."""
 
     path: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Cmd(InstructionBase):
     """``CMD``: exec-form argv, or one shell-form string (``shell_form``)."""
 
@@ -246,7 +247,7 @@ class Cmd(InstructionBase):
     shell_form: bool
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Entrypoint(InstructionBase):
     """``ENTRYPOINT``: exec-form argv, or one shell-form string (``shell_form``)."""
 
@@ -254,21 +255,21 @@ class Entrypoint(InstructionBase):
     shell_form: bool
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Shell(InstructionBase):
     """``SHELL ["exe", "arg", ...]`` (JSON form only)."""
 
     shell: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class StopSignal(InstructionBase):
     """``STOPSIGNAL name-or-number``."""
 
     signal: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Healthcheck(InstructionBase):
     """``HEALTHCHECK NONE`` (test ``("NONE",)``) or ``HEALTHCHECK [opts] CMD ...``.
 
@@ -284,14 +285,14 @@ class Healthcheck(InstructionBase):
     retries: int = 0
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Maintainer(InstructionBase):
     """``MAINTAINER name`` (deprecated; sets the author)."""
 
     name: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Onbuild(InstructionBase):
     """``ONBUILD <instruction>``: ``expression`` is the trigger text stored in the image config."""
 
@@ -321,7 +322,7 @@ Instruction: TypeAlias = (
 )
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Stage:
     """One build stage: its FROM and the instructions after it (FROM itself not included)."""
 
@@ -340,7 +341,7 @@ class Stage:
         return self.name if self.name is not None else f"stage-{self.index}"
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Dockerfile:
     """A typed Dockerfile: global ARGs (before the first FROM) and the stages."""
 
@@ -426,7 +427,7 @@ FLAG_SPECS: Mapping[str, Mapping[str, str]] = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class _Flags:
     strings: dict[str, str]
     bools: dict[str, bool]

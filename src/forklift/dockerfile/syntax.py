@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 from forklift.dockerfile.words import GO_SPACES, heredoc_words, split_raw_words
 from forklift.errors import DockerfileSyntaxError, ExpansionError, SourceLocation
+from forklift.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Heredoc:
     """One heredoc body attached to an instruction (``<<EOF`` ... ``EOF``)."""
 
@@ -25,7 +26,7 @@ class Heredoc:
     fd: int = 0  # the file descriptor of ``N<<EOF`` (0 when not given)
 
 
-@dataclass(frozen=True)
+@record
 class Node:
     """One instruction as written, before typing."""
 
@@ -41,7 +42,7 @@ class Node:
     original: str = ""  # the instruction's text with continuations joined (for history and errors)
 
 
-@dataclass(frozen=True)
+@record
 class Directives:
     """The parser directives from the leading comment block."""
 
@@ -51,7 +52,7 @@ class Directives:
     lines: dict[str, int] = field(default_factory=dict)  # directive name -> line it was on
 
 
-@dataclass(frozen=True)
+@record
 class ParseWarning:
     """A non-fatal finding of the parser (an empty continuation line)."""
 
@@ -60,7 +61,7 @@ class ParseWarning:
     end_line: int = 0  # the last line of the instruction (where BuildKit reports its warning)
 
 
-@dataclass(frozen=True)
+@record
 class ParsedDockerfile:
     """The whole file: its nodes, directives, warnings, and its source lines for error display."""
 
@@ -162,7 +163,7 @@ class _Directives:
         )
 
 
-@dataclass(frozen=True)
+@record
 class _Shaped:
     """The arguments of one instruction as the dispatch table shapes them."""
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from forklift.errors import ExpansionError
+from forklift.records import record
 
 # Go's unicode.IsSpace: what BuildKit's word splitter treats as blanks.
 GO_SPACES = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | frozenset(
@@ -27,7 +27,7 @@ GO_SPACES = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000")
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 
 
-@dataclass(frozen=True)
+@record
 class Expansion:
     """The result of expanding one word, with the variable names it referenced."""
 

@@ -26,14 +26,16 @@ import json
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
+
+from forklift.records import record
 
 CACHE_VERSION = "forklift-cache-v1"
 
 
-@dataclass(frozen=True)
+@record
 class SourceDigest:
     """The digest of one source set a step reads, with per-entry digests to explain a change."""
 
@@ -42,7 +44,7 @@ class SourceDigest:
     files: tuple[tuple[str, str], ...] = ()  # (relpath, digest of that entry's line)
 
 
-@dataclass(frozen=True)
+@record
 class StepInputs:
     """Everything a step's result depends on."""
 
@@ -94,7 +96,7 @@ class StepInputs:
         )
 
 
-@dataclass(frozen=True)
+@record
 class LayerRef:
     """A layer blob in the store."""
 
@@ -104,7 +106,7 @@ class LayerRef:
     media_type: str
 
 
-@dataclass(frozen=True)
+@record
 class CacheRecord:
     """The result of a step: its layer (or none), its history timestamp, op-specific data."""
 
@@ -114,7 +116,7 @@ class CacheRecord:
     data: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@record
 class StepPosition:
     """Where a step sits, stable across builds: used only to explain misses."""
 

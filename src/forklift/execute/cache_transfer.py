@@ -51,6 +51,7 @@ from forklift.execute.cache import (
 )
 from forklift.oci.model import Descriptor, Digest, Index, Manifest, MediaType, canonical_json
 from forklift.oci.store import Lease, Store
+from forklift.records import record
 
 if TYPE_CHECKING:
     from forklift.oci.compression import Compression
@@ -76,7 +77,7 @@ _COMPRESSION_NAMES: Mapping[str, Compression] = {"gzip": "gzip", "zstd": "zstd",
 # ---- specs -------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class CacheDestination:
     """Where ``--cache-to`` writes: a registry reference or a local OCI layout directory."""
 
@@ -89,7 +90,7 @@ class CacheDestination:
     ignore_error: bool = False  # a failed export is a warning, not a failed build
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class CacheSource:
     """Where ``--cache-from`` reads: a registry reference or a local OCI layout directory."""
 
@@ -238,7 +239,7 @@ def parse_cache_from(text: str) -> CacheSource:
 # ---- which entries -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class StageCacheKeys:
     """The cache keys one stage of a build used, in step order, and whether the stage is a target."""
 
@@ -311,7 +312,7 @@ class RecordingBuildCache(BuildCache):
 # ---- the cache document ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class CacheEntry:
     """One exported step result: the record and the inputs that made its key."""
 
@@ -337,7 +338,7 @@ class CacheEntry:
         return CacheEntry(record, inputs)
 
 
-@dataclass(frozen=True)
+@record
 class CacheDocument:
     """The config blob of a cache export: which stages, and their entries."""
 
@@ -415,7 +416,7 @@ def read_entry(cache: BuildCache, key: str) -> CacheEntry | None:
 # ---- export ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class CacheExportResult:
     """What an export wrote: where, the manifest digest, how many entries and layers."""
 
@@ -708,7 +709,7 @@ def _blob_opener(store: Store, desc: Descriptor) -> Callable[[], BinaryIO]:
 # ---- import ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class CacheImportResult:
     """What an import did: where from, whether a cache was there, entries written, layers fetched."""
 

@@ -23,7 +23,6 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -34,6 +33,7 @@ from forklift.execute.snapshots import SnapshotCache
 from forklift.oci.image import StoreImage, image_config, image_id, image_layers, load_image
 from forklift.oci.model import Digest, Platform
 from forklift.oci.store import Store
+from forklift.records import record
 from forklift.runtime.base import Mount, NetworkMode
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ RUN_STATE_ROOT = Path("/run/forklift/run")
 FORWARDED_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class ContainerOptions:
     """What ``forklift run`` was asked for, beyond the image (docker run's flags)."""
 

@@ -17,12 +17,12 @@ import stat
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from forklift.errors import BuildError
+from forklift.records import record
 
 if TYPE_CHECKING:
     from forklift.dockerfile.ignore import DockerIgnore
@@ -45,7 +45,7 @@ class IgnoreRules(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@record
 class SourceEntry:
     """One file, directory or symlink of a source set, as it will land in a layer."""
 

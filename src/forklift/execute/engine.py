@@ -27,6 +27,7 @@ from forklift.execute.snapshots import SnapshotCache
 from forklift.execute.state import StageState
 from forklift.oci.model import Descriptor, Digest, HistoryEntry, MediaType, Platform
 from forklift.oci.store import Lease, Store
+from forklift.records import record
 from forklift.report.progress import EventSink, StepCached, StepDone, StepFailed, StepMissed, StepStarted
 from forklift.runtime.base import Runtime
 from forklift.snapshot.diff import LayerOptions, LayerSource, write_layer
@@ -34,7 +35,7 @@ from forklift.snapshot.diff import LayerOptions, LayerSource, write_layer
 HISTORY_COMMENT = "buildkit.dockerfile.v0"
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class ExecOptions:
     """Per-build execution options (flags of ``forklift build``)."""
 
@@ -118,7 +119,7 @@ class BuildEnv:
         return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@dataclass(frozen=True)
+@record
 class StageResult:
     """A finished stage: its final state (an image value), whether any step ran, and the cache key
     of each of its steps in order (what ``--cache-to`` exports)."""
@@ -240,7 +241,7 @@ def image_view(env: BuildEnv, state: StageState) -> Iterator[Path]:
 # ---- the cached step ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Outcome:
     """What running a step produced: a layer (or none) and an optional snapshot dir to adopt."""
 

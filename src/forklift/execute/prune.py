@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from forklift.errors import ImageError
@@ -37,11 +36,12 @@ from forklift.execute.cache import BuildCache
 from forklift.execute.snapshots import SnapshotCache, leased_snapshots, snapshots_in_use
 from forklift.oci.model import Digest, MediaType, child_descriptors
 from forklift.oci.store import Store
+from forklift.records import record
 
 _MAX_JSON = 16 << 20  # manifests and configs are small; a bigger blob is a layer
 
 
-@dataclass(frozen=True)
+@record
 class PrunedKind:
     """What prune removed of one kind: how many items and how many bytes they took."""
 
@@ -50,7 +50,7 @@ class PrunedKind:
     freed_bytes: int
 
 
-@dataclass(frozen=True)
+@record
 class PruneReport:
     """Per kind, what ``prune_store`` removed (every kind listed, zero or not)."""
 

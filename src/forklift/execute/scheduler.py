@@ -12,15 +12,15 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import TypeVar
 
 from forklift.errors import PlanError
+from forklift.records import record
 
 R = TypeVar("R")
 
 
-@dataclass(frozen=True)
+@record
 class StageTask:
     """One unit of scheduling: a stage's name and the names of the stages it needs."""
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 from forklift.oci.model import ContainerConfig, Descriptor, HistoryEntry, ImageConfig
+from forklift.records import record
 
 
-@dataclass(frozen=True)
+@record
 class StageState:
     """One stage's image so far, and what the Dockerfile has in scope there."""
 

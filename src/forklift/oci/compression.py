@@ -15,10 +15,10 @@ import io
 import struct
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal, Protocol, cast, get_args
 
 from forklift.errors import ImageError
+from forklift.records import record
 
 Compression = Literal["none", "gzip", "zstd"]
 """A layer's compression as forklift writes it."""
@@ -70,7 +70,7 @@ class DigestingSink(ByteSink, Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@record
 class CompressResult:
     """What compressing a stream produced.
 

@@ -17,7 +17,6 @@ import json
 import os
 import tarfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -26,6 +25,7 @@ from forklift.oci.image import Image, image_manifest, manifest_descriptor
 from forklift.oci.model import Descriptor, Digest, Index, MediaType, child_descriptors
 from forklift.oci.registry.reference import parse_reference
 from forklift.oci.store import Lease, Store
+from forklift.records import record
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
@@ -169,7 +169,7 @@ class SourceImage:
         return self._source.open(blob_name(descriptor.digest))
 
 
-@dataclass(frozen=True)
+@record
 class LayoutEntry:
     """One ``index.json`` entry: its descriptor and the image name it carries, if any."""
 
@@ -204,7 +204,7 @@ def read_index(source: FileSource) -> list[LayoutEntry]:
     return [LayoutEntry(d, *_entry_name(d)) for d in index.manifests]
 
 
-@dataclass(frozen=True)
+@record
 class LoadedImage:
     """An image a load put into the store: its manifest (or index) digest and the name it got."""
 

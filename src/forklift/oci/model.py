@@ -20,10 +20,11 @@ import json
 import platform as _host_platform
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any, ClassVar
 
 from forklift.errors import ImageError
+from forklift.records import record
 
 _HEX = {"sha256": 64, "sha512": 128}
 _HEX_RE = re.compile(r"^[a-f0-9]+$")
@@ -109,7 +110,7 @@ def _set_keys(value: Any, what: str) -> tuple[str, ...]:
 # Digest
 
 
-@dataclass(frozen=True, order=True)
+@record(order=True)
 class Digest:
     """A content digest such as ``sha256:ab12...``: the algorithm and its lowercase hex encoding."""
 
@@ -274,7 +275,7 @@ class MediaType:
 _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm"}
 
 
-@dataclass(frozen=True)
+@record
 class Platform:
     """An OS/architecture pair, with optional variant, OS version and OS features."""
 
@@ -342,7 +343,7 @@ class Platform:
 # Descriptor
 
 
-@dataclass(frozen=True)
+@record
 class Descriptor:
     """A typed, sized pointer to content: what every manifest and index is made of."""
 
@@ -400,7 +401,7 @@ class Descriptor:
 # Image config
 
 
-@dataclass(frozen=True)
+@record
 class HealthConfig:
     """HEALTHCHECK: ``test`` is ``["NONE"]``, ``["CMD", ...]`` or ``["CMD-SHELL", cmd]``; durations in ns."""
 
@@ -466,7 +467,7 @@ _CONTAINER_KEYS = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class ContainerConfig:
     """The ``config`` part of an image config: how a container from the image runs.
 
@@ -566,7 +567,7 @@ class ContainerConfig:
         )
 
 
-@dataclass(frozen=True)
+@record
 class HistoryEntry:
     """One history entry; ``empty_layer`` entries (ENV, CMD, ...) have no layer."""
 
@@ -619,7 +620,7 @@ _IMAGE_KEYS = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class ImageConfig:
     """The image config blob: platform, run config, layer diff_ids and history.
 
@@ -716,7 +717,7 @@ class ImageConfig:
 # Manifest and index
 
 
-@dataclass(frozen=True)
+@record
 class Manifest:
     """An image manifest (OCI or Docker v2 schema 2): a config and an ordered list of layers."""
 
@@ -799,7 +800,7 @@ class Manifest:
         return cls.from_json(_load_json(raw, "manifest"))
 
 
-@dataclass(frozen=True)
+@record
 class Index:
     """An OCI image index or Docker manifest list: manifests, usually one per platform."""
 

@@ -33,13 +33,13 @@ import json
 import os
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, BinaryIO, cast
 
 from forklift.errors import DigestMismatch, ImageError
 from forklift.oci.model import Digest, child_descriptors
+from forklift.records import record
 
 _CHUNK = 1 << 20
 _ALGORITHMS = ("sha256", "sha512")
@@ -80,7 +80,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-@dataclass(frozen=True)
+@record
 class PruneResult:
     """What prune removed: blob count and bytes freed (blobs plus abandoned temp files)."""
 

@@ -13,12 +13,12 @@ BuildKit's rules (checklist sections 2 and 5):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from forklift.dockerfile.instructions import Arg, ArgDecl, Mount, MountSpecError, parse_mount
 from forklift.dockerfile.words import expand_word
 from forklift.errors import ExpansionError, InstructionError, SourceLocation
 from forklift.oci.model import Platform
+from forklift.records import record
 
 PLATFORM_ARGS: tuple[str, ...] = (
     "BUILDPLATFORM",
@@ -95,7 +95,7 @@ def expand_at(text: str, env: Mapping[str, str], *, escape: str, location: Sourc
         raise
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class GlobalScope:
     """What FROM lines see: the declared global ARGs that have a value, plus the automatic ones."""
 

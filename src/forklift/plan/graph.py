@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -38,9 +38,10 @@ from forklift.plan.ops import (
     StageRef,
     Via,
 )
+from forklift.records import record
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class PlanOptions:
     """What the planner needs besides the Dockerfile."""
 
@@ -60,7 +61,7 @@ class BaseKind(StrEnum):
     CONTEXT = "context"  # a --build-context that replaces the image or stage of that name
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class StageBase:
     """A stage's base: ``text`` as written, ``ref`` expanded (image reference, stage name, ...)."""
 
@@ -70,7 +71,7 @@ class StageBase:
     stage_index: int | None = None  # for kind STAGE
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class StageEdge:
     """``dependent`` uses ``dependency`` through ``via`` at ``location``."""
 
@@ -85,7 +86,7 @@ class StageEdge:
         return self.location.line
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class ImageUse:
     """An external image (or named context) a stage reads through ``--from`` / ``--mount from=``."""
 
@@ -96,7 +97,7 @@ class ImageUse:
     named_context: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class PlannedStage:
     """One stage of the plan: its base, its ops, what it depends on, and whether it is built."""
 
@@ -122,7 +123,7 @@ class PlannedStage:
         return self.stage.location
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class StageGraph:
     """The whole plan. ``order`` is topological over every stage; ``build_order`` over built ones."""
 

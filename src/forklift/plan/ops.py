@@ -7,7 +7,6 @@ RUN --mount from=) are already resolved to a ``SourceRef``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeAlias
 
@@ -33,13 +32,14 @@ from forklift.dockerfile.instructions import (
     Workdir,
 )
 from forklift.errors import SourceLocation
+from forklift.records import record
 
 # ---------------------------------------------------------------------------------------------
 # Where content comes from
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class StageRef:
     """The result of another stage of this Dockerfile."""
 
@@ -47,26 +47,26 @@ class StageRef:
     name: str | None
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class ImageRef:
     """An image by reference (``debian:bookworm``, ``ghcr.io/x/y@sha256:...``), expanded."""
 
     ref: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class NamedContextRef:
     """A ``--build-context NAME=...`` that replaces a stage or an image of that name."""
 
     name: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class MainContextRef:
     """The build context directory (COPY and ADD without --from, bind mounts without from=)."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class ScratchRef:
     """``FROM scratch``: an empty filesystem and an empty config."""
 
@@ -87,7 +87,7 @@ class Via(StrEnum):
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class SourceOp:
     """FROM: the stage starts from ``source``. ``platform`` is FROM --platform, expanded (or None)."""
 
@@ -97,7 +97,7 @@ class SourceOp:
     text: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class InlineFile:
     """A file the executor writes and mounts read-only for a RUN (a heredoc script with ``#!``)."""
 
@@ -107,7 +107,7 @@ class InlineFile:
     mode: int = 0o755
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class ResolvedMount:
     """A RUN --mount with its ``from=`` resolved (``source_ref`` None: the main context or a cache)."""
 
@@ -115,7 +115,7 @@ class ResolvedMount:
     source_ref: SourceRef | None
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class ExecOp:
     """RUN: run ``args``; with ``shell_form`` the executor prepends the stage's SHELL.
 
@@ -134,7 +134,7 @@ class ExecOp:
     text: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class CopyOp:
     """COPY or ADD (``instruction`` says which): ``paths`` from ``source``, heredocs in ``inline``.
 
@@ -174,7 +174,7 @@ ConfigInstruction: TypeAlias = (
 )
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class ConfigOp:
     """An instruction that changes the image config (or the build's variables) and adds no files.
 

@@ -15,12 +15,12 @@ import json
 import os
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from forklift.errors import ImageError
 from forklift.oci.model import Descriptor, Digest, MediaType
+from forklift.records import record
 
 if TYPE_CHECKING:
     from forklift.oci.store import Store
@@ -33,7 +33,7 @@ _LAYER_CACHE_VERSION = 1  # report.size's layer measurement cache, read here for
 # ---- plain data ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class StageWeight:
     """What one build stage weighed: its whole image (base layers included), as built."""
 
@@ -54,7 +54,7 @@ class StageWeight:
         return self.uncompressed_bytes if self.uncompressed_bytes is not None else self.stored_bytes
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class BuildRecord:
     """What ``forklift build`` recorded about an image it built: each stage's weight."""
 

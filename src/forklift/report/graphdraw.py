@@ -6,10 +6,10 @@ StageGraph, so this module stays independent of the planner.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from forklift.records import record
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class DrawnStage:
     """One stage: its label, its base as text, and whether it is built (or why not)."""
 
@@ -21,7 +21,7 @@ class DrawnStage:
     target: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class DrawnEdge:
     """``dependent`` uses ``dependency`` through ``instruction`` on ``line``."""
 
@@ -31,7 +31,7 @@ class DrawnEdge:
     line: int
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class DrawnImage:
     """An external image read by a stage through --from."""
 
@@ -41,7 +41,7 @@ class DrawnImage:
     line: int
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class GraphDrawing:
     """Everything a drawing shows."""
 

@@ -11,11 +11,13 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import IO, Any
 
+from forklift.records import record
 
-@dataclass(frozen=True)
+
+@record
 class StepStarted:
     """A step (or an internal task such as an export) began."""
 
@@ -25,14 +27,14 @@ class StepStarted:
     location: str = ""  # "Dockerfile:7"
 
 
-@dataclass(frozen=True)
+@record
 class StepCached:
     """The step was a cache hit: its result was reused and no work was done."""
 
     vertex: int
 
 
-@dataclass(frozen=True)
+@record
 class StepMissed:
     """The step was a cache miss, and why (which file, which argument, which parent changed)."""
 
@@ -40,7 +42,7 @@ class StepMissed:
     reason: str
 
 
-@dataclass(frozen=True)
+@record
 class StepLog:
     """Output of a running step (a RUN's stdout and stderr, or a note of the engine)."""
 
@@ -48,7 +50,7 @@ class StepLog:
     text: str
 
 
-@dataclass(frozen=True)
+@record
 class StepDone:
     """The step finished (cached or not)."""
 
@@ -57,7 +59,7 @@ class StepDone:
     cached: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class StepFailed:
     """The step failed; ``message`` is the rendered error."""
 
@@ -66,7 +68,7 @@ class StepFailed:
     message: str
 
 
-@dataclass(frozen=True)
+@record
 class BuildFinished:
     """The build succeeded: the image ID of each target and a short summary."""
 

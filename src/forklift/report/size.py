@@ -25,7 +25,6 @@ import io
 import json
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -40,6 +39,7 @@ from forklift.oci.image import (
 )
 from forklift.oci.model import Descriptor, Digest, HistoryEntry, MediaType
 from forklift.oci.store import Store
+from forklift.records import record
 
 # The build record lives in report.buildrecord (a build needs only that); its names stay importable here.
 from forklift.report.buildrecord import (
@@ -96,7 +96,7 @@ _CHUNK = 1 << 20
 # ---- plain data ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class FileSize:
     """A regular file in a layer and its size in bytes."""
 
@@ -104,7 +104,7 @@ class FileSize:
     size: int
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class LayerStats:
     """What reading a layer's tar tells; a function of the layer's digest only (so it is cached)."""
 
@@ -118,7 +118,7 @@ class LayerStats:
     top: int  # how many largest files were asked for when this was measured
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class LayerSize:
     """One layer of an image with the step that made it."""
 
@@ -147,7 +147,7 @@ class LayerSize:
         return describe_step(self.created_by)
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class ImageSize:
     """An image's size, layer by layer, and (for images forklift built) stage by stage."""
 
@@ -261,7 +261,7 @@ _NO_DATA = frozenset(b"123456")  # hard link, symlink, char/block device, direct
 _REGULAR = frozenset(b"07\0")
 
 
-@dataclass(frozen=True)
+@record
 class _TarEntry:
     path: str  # absolute
     size: int

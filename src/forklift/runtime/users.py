@@ -7,14 +7,14 @@ the USER string names no group.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from forklift.errors import ForkliftError
+from forklift.records import record
 from forklift.runtime.rootpath import resolve_in_root
 
 
-@dataclass(frozen=True)
+@record
 class PasswdEntry:
     """One line of /etc/passwd."""
 
@@ -24,7 +24,7 @@ class PasswdEntry:
     home: str
 
 
-@dataclass(frozen=True)
+@record
 class GroupEntry:
     """One line of /etc/group."""
 

@@ -23,12 +23,13 @@ import contextlib
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Literal
 
 from forklift.errors import BuildError
 from forklift.oci.compression import ByteSink, CompressingWriter, Compression
+from forklift.records import record
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
@@ -44,7 +45,7 @@ _LARGE_FILE = 1 << 20  # files above this are streamed in chunks instead of read
 _PAX_NAME = b"././@PaxHeader"
 
 
-@dataclass(frozen=True)
+@record
 class DirectorySource:
     """Every entry under ``root``, placed under ``prefix`` in the layer.
 
@@ -57,14 +58,14 @@ class DirectorySource:
     prefix: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class OverlayUpperSource:
     """An overlayfs upper directory: overlay whiteouts and opaque directories become OCI ones."""
 
     upper: Path
 
 
-@dataclass(frozen=True)
+@record
 class Change:
     """One changed path, relative to the source root (``"etc/passwd"``, no leading slash).
 
@@ -77,7 +78,7 @@ class Change:
     kind: Literal["add", "delete"] = "add"
 
 
-@dataclass(frozen=True)
+@record
 class ChangesSource:
     """An explicit list of changes under ``root`` (the tree-diff fallback)."""
 
@@ -95,7 +96,7 @@ PathFilter = Callable[[str], bool]
 """(layer path, e.g. ``"etc/resolv.conf"``) -> True to leave the entry (and its subtree) out."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class LayerOptions:
     """How to write a layer. All fields are keyword-only; the defaults write a plain tar."""
 
@@ -108,7 +109,7 @@ class LayerOptions:
     xattrs: bool = True  # read and record extended attributes
 
 
-@dataclass(frozen=True)
+@record
 class LayerDigests:
     """What a written layer is. ``diff_id``/``size``: the uncompressed tar. ``digest``/
     ``compressed_size``: the bytes written to ``out`` (equal to the former when uncompressed)."""

@@ -25,10 +25,10 @@ import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from forklift.errors import ForkliftError
+from forklift.records import record
 
 # The kernel copies legacy mount(2) data into one page; the terminating NUL must fit as well.
 MOUNT_DATA_MAX = os.sysconf("SC_PAGE_SIZE") - 1
@@ -326,7 +326,7 @@ def merge_lowers(lowers: Sequence[Path], target: Path) -> None:
             os.utime(path, ns=times, follow_symlinks=False)
 
 
-@dataclass(frozen=True)
+@record
 class _Seen:
     """What an entry of the merged tree was before the run."""
 

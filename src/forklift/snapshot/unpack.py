@@ -37,6 +37,7 @@ from typing import BinaryIO, Literal
 
 from forklift.errors import ImageError
 from forklift.oci.compression import open_uncompressed
+from forklift.records import record
 
 ApplyMode = Literal["merge", "overlay"]
 DevicePolicy = Literal["create", "skip", "refuse"]
@@ -54,7 +55,7 @@ _OPAQUE = b".wh..wh..opq"
 _HOSTILE_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class ApplyOptions:
     """How to apply a layer. Keyword-only; the defaults merge onto an existing tree."""
 
@@ -73,7 +74,7 @@ class ApplyOptions:
     whiteouts: bool = True
 
 
-@dataclass(frozen=True)
+@record
 class AppliedLayer:
     """What applying a layer did. ``skipped`` counts devices and xattrs that were not permitted."""
 

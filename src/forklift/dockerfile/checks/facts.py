@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 
 from forklift.dockerfile.syntax import Node, ParsedDockerfile
 from forklift.dockerfile.words import Expansion, expand_word_tracked
 from forklift.errors import ExpansionError, PlanError, did_you_mean
+from forklift.records import record
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _IDENT = re.compile(_NAME)
@@ -22,7 +22,7 @@ _IDENT = re.compile(_NAME)
 _VAR = re.compile(r"\$(?:(" + _NAME + r")|\{(" + _NAME + r")((?:[:]?[-+?=#%/])[^}]*)?\})")
 
 
-@dataclass(frozen=True)
+@record
 class VarUse:
     """A variable reference in a word: its name and whether it carries its own default/alternative."""
 
@@ -115,7 +115,7 @@ def mount_options(node: Node) -> list[dict[str, str]]:
     return mounts
 
 
-@dataclass(frozen=True)
+@record
 class Stage:
     """One ``FROM`` and the instructions up to the next one."""
 
@@ -141,7 +141,7 @@ class Stage:
         return first + tuple(i for i in self.copy_sources if i != self.base_stage)
 
 
-@dataclass(frozen=True)
+@record
 class DockerfileFacts:
     """The stages, the global ARGs, and which stages the chosen targets build."""
 

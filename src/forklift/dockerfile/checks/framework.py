@@ -13,12 +13,13 @@ rule that is not experimental; experimental rules run only when named in ``exper
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal, Protocol
 
 from forklift.dockerfile.checks.facts import DockerfileFacts
 from forklift.dockerfile.syntax import ParsedDockerfile
 from forklift.errors import DockerfileSyntaxError, SourceLocation
+from forklift.records import record
 
 Severity = Literal["warning", "error"]
 
@@ -26,7 +27,7 @@ Severity = Literal["warning", "error"]
 CHECK_BUILD_ARG = "BUILDKIT_DOCKERFILE_CHECK"
 
 
-@dataclass(frozen=True)
+@record
 class Finding:
     """One problem a rule found: what, where, how bad, and where to read about it."""
 
@@ -53,7 +54,7 @@ class Finding:
         }
 
 
-@dataclass(frozen=True)
+@record
 class Hit:
     """What a rule function yields: the line and the message; the runner adds the rest."""
 
@@ -67,7 +68,7 @@ class IgnoreMatcher(Protocol):
     def matches(self, path: str) -> bool: ...
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class CheckOptions:
     """Everything the checks may know besides the Dockerfile. No build, no network: plain values."""
 
@@ -80,7 +81,7 @@ class CheckOptions:
     target_platform: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class CheckInput:
     """What every rule function receives: the parsed file, derived stage facts, and the options."""
 
@@ -92,7 +93,7 @@ class CheckInput:
 RuleCheck = Callable[[CheckInput], Iterable[Hit]]
 
 
-@dataclass(frozen=True)
+@record
 class Rule:
     """A build check as plain data."""
 
@@ -107,7 +108,7 @@ class Rule:
         return f"docs/checks/{self.name}.md"
 
 
-@dataclass(frozen=True)
+@record
 class CheckConfig:
     """The parsed ``# check=`` value."""
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from forklift.dockerfile.checks import buildkit_args, buildkit_stages, buildkit_style, multistage
 from forklift.dockerfile.checks.facts import collect_facts
 from forklift.dockerfile.checks.framework import (
@@ -16,6 +14,7 @@ from forklift.dockerfile.checks.framework import (
     run_rules,
 )
 from forklift.dockerfile.syntax import ParsedDockerfile
+from forklift.records import record
 
 # BuildKit's 22 checks, same names and meaning (../shared/reference/buildkit-checks.md).
 BUILDKIT_RULES: tuple[Rule, ...] = (
@@ -159,7 +158,7 @@ RULES: tuple[Rule, ...] = BUILDKIT_RULES + MULTISTAGE_RULES
 RULES_BY_NAME: dict[str, Rule] = {rule.name: rule for rule in RULES}
 
 
-@dataclass(frozen=True)
+@record
 class CheckReport:
     """The findings of one run, and the configuration they were judged with."""
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
 
 from forklift.dockerfile.syntax import Node
+from forklift.records import record
 
 _SEPARATORS = re.compile(r"&&|\|\||;|\||\n")
 
@@ -37,7 +37,7 @@ def simple_commands(text: str) -> list[list[str]]:
     return commands
 
 
-@dataclass(frozen=True)
+@record
 class PackageAction:
     """One package-manager command found in a RUN."""
 
@@ -196,7 +196,7 @@ def toolchain_installs(text: str) -> list[str]:
     ]
 
 
-@dataclass(frozen=True)
+@record
 class RecursiveChange:
     """``chown -R owner paths`` or ``chmod -R mode paths``."""
 

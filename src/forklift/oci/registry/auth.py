@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 
 from forklift.oci.registry.errors import RegistryAuthError, describe_response
+from forklift.records import record
 
 # Docker Hub's credentials are filed under this key, whatever name the user typed.
 DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
@@ -39,7 +40,7 @@ _TOKEN_MARGIN = 10.0
 _DEFAULT_TOKEN_LIFETIME = 60.0
 
 
-@dataclass(frozen=True)
+@record
 class Credentials:
     """A user name and password, or an identity (refresh) token from a credential helper or login."""
 
@@ -210,7 +211,7 @@ def erase_credentials(registry: str, *, config_path: Path) -> bool:
 # Challenges and the HTTP flow
 
 
-@dataclass(frozen=True)
+@record
 class Challenge:
     """One challenge of a ``WWW-Authenticate`` header: the scheme (lower case) and its parameters."""
 

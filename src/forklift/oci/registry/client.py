@@ -21,7 +21,6 @@ import time
 import urllib.parse
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Generic, Protocol, TypeVar
 
@@ -35,6 +34,7 @@ from forklift.oci.registry.errors import (
     RegistryUnavailable,
     error_for_response,
 )
+from forklift.records import record
 
 # Docker Hub's names for itself, and the host its API really lives on.
 DOCKER_HUB_DOMAIN = "docker.io"
@@ -56,7 +56,7 @@ _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class RegistryOptions:
     """How to talk to registries: everything a caller may want to set, with sensible defaults."""
 

@@ -9,10 +9,11 @@ sees (``busybox:latest``), as ``docker images`` shows it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from forklift.errors import ImageError
 from forklift.oci.model import Digest
+from forklift.records import record
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -28,7 +29,7 @@ _ANONYMOUS_ID = re.compile(r"^[a-f0-9]{64}$")
 _MAX_NAME = 255
 
 
-@dataclass(frozen=True)
+@record
 class Reference:
     """A parsed image reference: registry domain, repository path, and an optional tag and digest."""
 

@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -38,11 +38,12 @@ from forklift.oci.registry.client import RegistryClient, RegistryOptions
 from forklift.oci.registry.errors import RegistryContentMismatch, RegistryProtocolError
 from forklift.oci.registry.reference import parse_reference
 from forklift.oci.store import Lease, Store
+from forklift.records import record
 
 MediaFamily = Literal["oci", "docker"]
 
 
-@dataclass(frozen=True)
+@record
 class PullResult:
     """What a pull stored: the name it set, the manifest (and index) digests, and the config digest."""
 
@@ -53,7 +54,7 @@ class PullResult:
     blobs_fetched: int  # blobs downloaded (the rest were already in the store)
 
 
-@dataclass(frozen=True)
+@record
 class PushResult:
     """What a push sent: the destination, the digest the registry now has under the tag, blob counts."""
 

@@ -29,7 +29,8 @@ FORKLIFT = Path(sys.executable).with_name("forklift")
 SANDBOX = """\
 FROM busybox
 RUN grep -q "^Seccomp:.2" /proc/self/status && ! unshare -U true 2>/tmp/e && grep -q "not permitted" /tmp/e
-RUN --security=insecure grep -q "^Seccomp:.0" /proc/self/status && unshare -U true && mount -t tmpfs t /tmp
+RUN --security=insecure grep -q "^Seccomp:.0" /proc/self/status && unshare -U true && mount -t tmpfs t /tmp \\
+    && test -c /dev/fuse && test -b /dev/loop0 && test -c /dev/net/tun
 """
 
 DEVICES = """\

@@ -30,6 +30,7 @@ The rootfs contract (what a RUN step's layer may contain afterwards):
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import resource
@@ -97,6 +98,39 @@ READONLY_PATHS: tuple[str, ...] = (
 NETWORK_FILES: tuple[str, ...] = ("/etc/resolv.conf", "/etc/hosts", "/etc/hostname")
 
 CANDIDATES: tuple[str, ...] = ("runc", "crun")
+
+# The device nodes a privileged (``RUN --security=insecure``) container gets, as BuildKit's
+# insecure mode gives them: kmsg (dmesg), cuse, fuse, kvm, tun and loop-control, plus the loop
+# devices up to 7 past the first free one (``insecure_devices``), so losetup and FUSE work.
+INSECURE_DEVICES: tuple[DeviceNode, ...] = (
+    DeviceNode(path="/dev/kmsg", type="c", major=1, minor=11),
+    DeviceNode(path="/dev/cuse", type="c", major=10, minor=203),
+    DeviceNode(path="/dev/fuse", type="c", major=10, minor=229),
+    DeviceNode(path="/dev/kvm", type="c", major=10, minor=232),
+    DeviceNode(path="/dev/net/tun", type="c", major=10, minor=200),
+    DeviceNode(path="/dev/loop-control", type="c", major=10, minor=237),
+)
+_LOOP_CTL_GET_FREE = 0x4C82  # linux/loop.h
+
+
+def insecure_devices(free_loop: int) -> tuple[DeviceNode, ...]:
+    """The device nodes of a privileged container when ``/dev/loop<free_loop>`` is the first free loop."""
+    loops = tuple(DeviceNode(path=f"/dev/loop{i}", type="b", major=7, minor=i) for i in range(free_loop + 8))
+    return INSECURE_DEVICES + loops
+
+
+def free_loop_device() -> int:
+    """The number of the host's first free loop device (0 when it cannot be asked)."""
+    try:
+        fd = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        return max(int(fcntl.ioctl(fd, _LOOP_CTL_GET_FREE)), 0)
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
 
 
 # Capability numbers (linux/capability.h) to the names the OCI spec uses.
@@ -224,6 +258,7 @@ def build_config(
     home: str | None = None,
     privileged_caps: tuple[str, ...] = (),
     seccomp: bool = True,
+    free_loop: int = 0,
 ) -> dict[str, Any]:
     """The OCI runtime ``config.json`` document for one run (pure: no I/O).
 
@@ -231,8 +266,9 @@ def build_config(
     (soft = hard), which must not exceed the caller's hard limit. PATH (the usual default) and
     HOME (``home``) are added to the environment when the process does not set them, as
     BuildKit does. A privileged process gets ``privileged_caps`` (see ``held_capabilities``).
-    Other processes get forklift's default seccomp profile (``runtime.seccomp``) when ``seccomp``
-    is true (the kernel filters system calls).
+    and BuildKit's insecure device nodes (``insecure_devices(free_loop)``). Other processes get
+    forklift's default seccomp profile (``runtime.seccomp``) when ``seccomp`` is true (the kernel
+    filters system calls).
     """
     env = [f"{k}={v}" for k, v in process.env]
     names = {k for k, _ in process.env}
@@ -272,8 +308,9 @@ def build_config(
         "maskedPaths": [] if process.privileged else list(MASKED_PATHS),
         "readonlyPaths": [] if process.privileged else list(READONLY_PATHS),
     }
-    if process.devices:
-        linux["devices"] = [_device_entry(d) for d in process.devices]
+    devices = (insecure_devices(free_loop) if process.privileged else ()) + process.devices
+    if devices:
+        linux["devices"] = [_device_entry(d) for d in devices]
     if seccomp and not process.privileged:
         linux["seccomp"] = default_profile()
     config: dict[str, Any] = {
@@ -588,6 +625,7 @@ class OciRuntime:
                 home=home,
                 privileged_caps=privileged_caps,
                 seccomp=kernel_has_seccomp(status),
+                free_loop=free_loop_device() if process.privileged else 0,
             )
             config["linux"]["cgroupsPath"] = f"forklift/{container_id}"
             (bundle / "config.json").write_text(json.dumps(config))

@@ -74,3 +74,22 @@ def test_config_has_the_profile_unless_privileged_or_unsupported() -> None:
     assert config()["seccomp"] == default_profile()
     assert "seccomp" not in config(privileged=True)
     assert "seccomp" not in config(seccomp=False)
+
+
+def test_a_privileged_config_gets_buildkits_insecure_devices() -> None:
+    linux = build_config(
+        Process(args=("x",), privileged=True), Path("/r"), (), bundle=Path("/b"), nofile=8, free_loop=2
+    )["linux"]
+    paths = [d["path"] for d in linux["devices"]]
+    assert paths[:6] == [
+        "/dev/kmsg",
+        "/dev/cuse",
+        "/dev/fuse",
+        "/dev/kvm",
+        "/dev/net/tun",
+        "/dev/loop-control",
+    ]
+    assert paths[6:] == [f"/dev/loop{i}" for i in range(10)]  # up to 7 past the first free one
+    assert linux["devices"][-1] == {"path": "/dev/loop9", "type": "b", "major": 7, "minor": 9}
+    plain = build_config(Process(args=("x",)), Path("/r"), (), bundle=Path("/b"), nofile=8)["linux"]
+    assert "devices" not in plain

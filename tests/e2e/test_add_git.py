@@ -78,6 +78,14 @@ def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
     server.git("add", "-A")
     server.git("commit", "-q", "-m", "exec bit and link")
     server.git("tag", "-a", "v1", "-m", "release 1")
+    # A repository with a submodule (a relative URL, resolved against where it is fetched from).
+    lib, sup = GitServer("", base / "lib"), GitServer("", base / "super")
+    for repo in (lib, sup):
+        subprocess.run([git, "init", "-q", "-b", "main", str(repo.work)], check=True)
+    lib.commit({"lib.txt": "library\n"}, "lib", 1_600_000_000)
+    sup.commit({"top.txt": "top\n"}, "top", 1_600_000_000)
+    sup.git("-c", "protocol.file.allow=always", "submodule", "add", "-q", "../lib", "lib")
+    sup.git("commit", "-q", "-m", "add lib")
     port = _free_port()
     proc = subprocess.Popen(
         [
@@ -149,6 +157,7 @@ def test_branch_tag_commit_subdir_and_keep_git_dir(
         f"ADD {url}#{first} /commit\n"
         f"ADD {url}#main:docs /docs\n"
         f"ADD --keep-git-dir=true {url} /kept\n"
+        f"ADD {url.rsplit('/', 1)[0]}/super /super\n"
         f"ADD --chown=1000:1001 --checksum={tagged[:10]} {url}#v1 /owned\n",
         out,
     )
@@ -164,6 +173,7 @@ def test_branch_tag_commit_subdir_and_keep_git_dir(
     assert "kept/.git/HEAD" in m and _read(out, "kept/.git/HEAD").strip() == tip
     for name in ("branch/README", "branch/app", "branch/link"):
         assert (m[name].uid, m[name].gid, int(m[name].mtime)) == (0, 0, when), name
+    assert _read(out, "super/lib/lib.txt") == "library\n" and "super/lib/.git" not in m  # submodule
     assert (m["owned/README"].uid, m["owned/README"].gid) == (1000, 1001)
 
 

@@ -238,21 +238,42 @@ def checkout(
     when = int(
         _git(["log", "-1", "--format=%ct", commit], cwd=repo, what=what, location=location).stdout.strip()
     )
-    if keep_git_dir:
-        # The commit stays checked out detached; `git remote -v` names where it came from.
-        _git(["remote", "add", "origin", ref.remote], cwd=repo, what=what, location=location)
-    else:
-        shutil.rmtree(repo / ".git")
+    # The commit stays checked out detached; `git remote -v` names where it came from, and
+    # relative submodule URLs resolve against it.
+    _git(["remote", "add", "origin", ref.remote], cwd=repo, what=what, location=location)
+    if (repo / ".gitmodules").is_file():
+        # Submodules come along, as BuildKit checks them out (recursively, shallow).
+        _git(
+            ["submodule", "update", "--init", "--recursive", "--depth", "1"],
+            cwd=repo,
+            what=f"{what} (submodules)",
+            location=location,
+        )
+    if not keep_git_dir:
+        _drop_git_dirs(repo)
     root = repo
     if ref.subdir:
         sub = Path(os.path.normpath("/" + ref.subdir)).relative_to("/")
         root = repo / sub
-        if str(sub) == "." or not root.is_dir() or root.is_symlink():
+        # Not through a symlink: a repository's link must not bring the host's files in.
+        inside = root.resolve().is_relative_to(repo.resolve()) and root.resolve() != repo.resolve()
+        if not inside or not root.is_dir() or root.is_symlink():
             raise BuildError(
                 f"{what}: subdirectory {ref.subdir!r} not found at {commit[:12]}", location=location
             )
     _normalise(root, when)
     return Checkout(root, commit, when)
+
+
+def _drop_git_dirs(repo: Path) -> None:
+    """Remove ``.git`` of the checkout and of its submodules (a ``.git`` file in each)."""
+    shutil.rmtree(repo / ".git")
+    for dirpath, dirnames, filenames in os.walk(repo):
+        if ".git" in filenames:
+            os.unlink(os.path.join(dirpath, ".git"))
+        if ".git" in dirnames:
+            shutil.rmtree(os.path.join(dirpath, ".git"))
+            dirnames.remove(".git")
 
 
 def _normalise(root: Path, when: int) -> None:

@@ -131,5 +131,21 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(1)
 
 
+def console_main() -> None:
+    """The installed ``forklift`` script: ``main()``, then exit at once.
+
+    Everything a command writes is done (closed, renamed, fsynced where it matters) when ``main``
+    returns; tearing the interpreter down after that (module teardown, a last garbage collection)
+    costs 20-50 ms, a tenth of a cached rebuild, so the process skips it.
+    """
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        code = code or 1
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

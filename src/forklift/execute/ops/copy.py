@@ -697,7 +697,7 @@ def run_copy(
         key_digests = [
             *digests,
             *(SourceDigest(f"url {u}", e.digest) for u, e in zip(urls, url_entries)),
-            *(SourceDigest(f"git {text}", f"git:{sha}") for (text, _), sha in zip(gits, commits)),
+            *(SourceDigest(text, f"git:{sha}") for (text, _), sha in zip(gits, commits)),
             *(SourceDigest(f"inline {p}", "sha256:" + hashlib.sha256(d).hexdigest()) for p, d in inline),
         ]
         text_sources = [*op.paths] + [f"<<{i.path}" for i in op.inline]

@@ -9,6 +9,9 @@ are resolved through the image's symlinks (``/bin`` -> ``usr/bin``), as BuildKit
 Cache: the key holds the expanded instruction, the parent identity (none with ``--link``), and one
 source-set digest per source argument (relpath, mode, owner, link target, content digest of each
 entry), so a COPY --from of byte-identical artifacts is a hit even when the builder re-ran.
+
+``--exclude`` and the ``--parents`` pattern use the .dockerignore matcher (``**`` spans
+directories); ``ADD <git ref>`` goes through ``gitsource`` (its resolved commit is the cache input).
 """
 
 from __future__ import annotations

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from forklift.errors import BuildError, ForkliftError
+from forklift.records import record
 
 if TYPE_CHECKING:
     from forklift.oci.compression import Compression
@@ -17,7 +18,7 @@ ENTITLEMENTS = ("network.host", "security.insecure", "device")
 _COMPRESSIONS: Mapping[str, Compression] = {"gzip": "gzip", "zstd": "zstd", "uncompressed": "none"}
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class SecretSource:
     """A ``--secret``: its value comes from a file or an environment variable (read when used)."""
 
@@ -26,7 +27,7 @@ class SecretSource:
     env: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class NamedContext:
     """A ``--build-context NAME=...``: a local directory, or an image (``docker-image://REF``,
     ``oci-layout://PATH[:TAG]``) that replaces the stage or image of that name."""
@@ -54,7 +55,7 @@ class NamedContext:
         return NamedContext(name=name.lower(), directory=Path(value))
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class OutputSpec:
     """One ``--output``: ``type`` (oci, docker, local, tar, image, registry) and its attributes.
 
@@ -124,7 +125,7 @@ def _flag(value: str, key: str) -> bool:
     raise ForkliftError(f"invalid --output {key}={value!r} (true or false)")
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class Entitlements:
     """What ``--allow`` grants (buildx's entitlements): ``security.insecure`` lets ``RUN
     --security=insecure`` run privileged; ``device`` lets ``RUN --device`` use every CDI device,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Literal, Protocol
+
+from forklift.records import record
 
 NetworkMode = Literal["host", "none", "default"]
 
 
-@dataclass(frozen=True)
+@record
 class Mount:
     """A mount in the container: ``type`` is bind, tmpfs, proc, ...; ``source`` a host path for bind."""
 
@@ -20,7 +22,7 @@ class Mount:
     options: tuple[str, ...] = ()  # e.g. ("rbind", "ro")
 
 
-@dataclass(frozen=True)
+@record
 class DeviceNode:
     """A device node the runtime creates in the container and lets it use (the device cgroup).
 
@@ -38,7 +40,7 @@ class DeviceNode:
     gid: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Hook:
     """An OCI lifecycle hook: ``stage`` is createRuntime, createContainer, startContainer,
     prestart, poststart or poststop; ``path`` runs on the host with ``args`` and ``env``."""
@@ -50,7 +52,7 @@ class Hook:
     timeout: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Process:
     """What to run: argv, environment, working directory, user and network."""
 

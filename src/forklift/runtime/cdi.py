@@ -27,11 +27,12 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from forklift.errors import ForkliftError
+from forklift.records import record
 from forklift.runtime.base import DeviceNode, Hook, Mount
 
 DEFAULT_SPEC_DIRS: tuple[Path, ...] = (Path("/etc/cdi"), Path("/var/run/cdi"))
@@ -49,7 +50,7 @@ class CdiError(ForkliftError):
     """A CDI spec cannot be read, or a requested device is unknown or malformed."""
 
 
-@dataclass(frozen=True)
+@record
 class DeviceRequest:
     """One ``RUN --device`` flag: the name as written and whether the build needs it."""
 
@@ -57,7 +58,7 @@ class DeviceRequest:
     required: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class SpecDeviceNode:
     """A device node as a spec writes it: type and numbers may be missing (None), to be read from
     ``host_path`` on the host (``complete_node``)."""
@@ -73,7 +74,7 @@ class SpecDeviceNode:
     gid: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class ContainerEdits:
     """What a CDI device (or spec) changes in the container."""
 
@@ -97,7 +98,7 @@ class ContainerEdits:
         return tuple((k, v) for k, _, v in (e.partition("=") for e in self.env))
 
 
-@dataclass(frozen=True)
+@record
 class CdiDevice:
     """One device of a spec: its qualified name, annotations (spec's merged with its own) and edits."""
 
@@ -117,7 +118,7 @@ class CdiDevice:
         return self.annotations.get(AUTOALLOW_ANNOTATION, "").strip().lower() in ("1", "t", "true")
 
 
-@dataclass(frozen=True)
+@record
 class CdiRegistry:
     """Every device of the spec directories (qualified names in sorted order), plus each spec's
     own edits (applied once when any of its devices is used) and the files that could not be read."""
@@ -131,7 +132,7 @@ class CdiRegistry:
         return sorted(self.devices)
 
 
-@dataclass(frozen=True)
+@record
 class ResolvedDevices:
     """The devices a RUN gets, their merged edits, and the optional requests that found nothing."""
 

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from forklift.errors import ForkliftError, RuntimeNotFound
+from forklift.records import record
 from forklift.runtime.base import DeviceNode, Hook, Mount, OutputSink, Process
 from forklift.runtime.rootpath import resolve_in_root
 from forklift.runtime.seccomp import default_profile, kernel_has_seccomp
@@ -521,7 +522,7 @@ def _exit_status_from_log(log: Path, status: int) -> int:
     return status
 
 
-@dataclass(frozen=True)
+@record
 class OciRuntime:
     """A working OCI runtime binary; ``find_runtime`` makes one after a real probe run.
 

@@ -7,7 +7,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from forklift.errors import BuildError, ForkliftError
+from forklift.errors import BuildError, ForkliftError, did_you_mean
 from forklift.records import record
 
 if TYPE_CHECKING:
@@ -166,7 +166,8 @@ class Entitlements:
                     security_insecure = True
                 else:
                     raise ForkliftError(
-                        f"unknown entitlement {item}", hint="one of " + ", ".join(ENTITLEMENTS)
+                        f"unknown entitlement {item}",
+                        hint=did_you_mean(item, ENTITLEMENTS) or "one of " + ", ".join(ENTITLEMENTS),
                     )
         return Entitlements(
             network_host=network_host,

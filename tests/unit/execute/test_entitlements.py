@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from forklift.cli.main import main
 from forklift.errors import ForkliftError
 from forklift.execute.options import Entitlements
 
@@ -36,3 +39,19 @@ def test_which_devices_are_allowed() -> None:
     assert not named.device_allowed("vendor.com/gpu=*", ["vendor.com/gpu=0", "vendor.com/gpu=1"])
     assert not Entitlements().device_allowed("vendor.com/gpu=0", ["vendor.com/gpu=0"])
     assert not named.device_allowed("vendor.com/gpu=9", [])
+
+
+def test_cli_takes_allow_and_cdi_spec_dirs_and_refuses_an_unknown_entitlement_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["build", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--allow ENTITLEMENT" in text and "security.insecure" in text and "--cdi-spec-dir" in text
+    (tmp_path / "Dockerfile").write_text("FROM busybox\n")
+    with pytest.raises(SystemExit) as exited:
+        main(["--root", str(tmp_path / "store"), "build", "--allow", "security.insecur", str(tmp_path)])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown entitlement security.insecur") and "Traceback" not in err
+    assert "did you mean security.insecure" in err
+    assert not (tmp_path / "store" / "blobs").exists()

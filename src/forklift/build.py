@@ -136,6 +136,11 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
 
     steps = _StepTitles(events)
     graph, platform = _plan(options, dockerfile)
+    from forklift.execute.ops.exec import check_insecure_allowed  # BuildKit checks before any work
+
+    check_insecure_allowed(
+        (op for st in graph.built_stages for op in st.ops), Entitlements.parse(options.allow)
+    )
     state_dir = build_state_dir()  # this build's containers, stopped when a stage fails while others run
     with _build_env(options, dockerfile, graph, platform, state_dir=state_dir, events=steps) as env:
         for source in cache_from:

@@ -16,6 +16,7 @@ import hashlib
 import os
 import shutil
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,7 @@ from forklift.report.progress import StepLog
 from forklift.runtime.base import DeviceNode, Mount, NetworkMode, Process
 
 if TYPE_CHECKING:
+    from forklift.execute.options import Entitlements
     from forklift.runtime.cdi import ContainerEdits, DeviceRequest
 from forklift.snapshot.diff import OverlayUpperSource
 
@@ -71,16 +73,23 @@ def device_requests(op: ExecOp) -> tuple[DeviceRequest, ...]:
         raise BuildError(f"--device: {err.message}", location=op.location, hint=err.hint) from err
 
 
+def check_insecure_allowed(ops: Iterable[object], granted: Entitlements) -> None:
+    """Refuse the first ``RUN --security=insecure`` among ``ops`` unless ``--allow security.insecure``
+    was given. BuildKit checks entitlements before it runs anything: call this on the stages to build."""
+    for op in ops:
+        if isinstance(op, ExecOp) and op.security == "insecure" and not granted.security_insecure:
+            raise BuildError(
+                "security.insecure is not allowed",
+                location=op.location,
+                hint="RUN --security=insecure runs privileged: pass --allow security.insecure to allow it",
+            )
+
+
 def check_entitlements(op: ExecOp, env: BuildEnv, requests: tuple[DeviceRequest, ...]) -> None:
     """Refuse a RUN that needs an entitlement ``--allow`` did not grant (also on a cache hit, as
     BuildKit checks them before solving): ``--security=insecure`` and ``--device``."""
     granted = env.options.entitlements
-    if op.security == "insecure" and not granted.security_insecure:
-        raise BuildError(
-            "security.insecure is not allowed",
-            location=op.location,
-            hint="RUN --security=insecure runs privileged: pass --allow security.insecure to allow it",
-        )
+    check_insecure_allowed((op,), granted)
     if not requests or granted.all_devices:
         return
     from forklift.runtime.cdi import CdiError, find_devices, load_registry

@@ -146,6 +146,8 @@ def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
         for source in cache_from:
             import_cache_from(env, source, options.insecure_registries, events)
         results = _run_stages(env, graph, options, state_dir)
+        if env.publisher is not None:
+            env.publisher.wait()  # every layer blob in place before an image refers to it
         written = [_write_target(env, graph, results, i, options, events) for i in range(len(graph.targets))]
         if cache_to:
             stage_keys = stage_cache_keys(results, {results[str(t)].name for t in graph.targets})
@@ -249,7 +251,7 @@ def _build_env(
     from forklift.execute.engine import BuildEnv, ExecOptions, RuntimeProvider
     from forklift.execute.runtime_setup import OverlayProbe, probed_runtime
     from forklift.execute.snapshots import SnapshotCache
-    from forklift.oci.store import Store
+    from forklift.oci.store import BlobPublisher, Store
 
     store = Store(options.root)
     ignore = read_dockerignore(dockerfile.context, dockerfile.path)
@@ -274,7 +276,7 @@ def _build_env(
     )
     snapshots = SnapshotCache(store.root)
     snapshots.clean_scratch()  # what builds killed mid-step left behind
-    with store.lease() as lease, snapshots:
+    with store.lease() as lease, snapshots, BlobPublisher() as publisher:
         yield BuildEnv(
             store=store,
             cache=BuildCache(store.root),
@@ -287,6 +289,7 @@ def _build_env(
             overlay=OverlayProbe(snapshots.root, forced=options.overlay),
             # Target stages' layers become blobs anyway: write them in the pass that hashes them.
             eager_stages=frozenset(graph.targets),
+            publisher=publisher,
         )
 
 

@@ -16,7 +16,7 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -232,8 +232,12 @@ class SourceTree:
         stat_cache: StatCache | None = None,
         keep_owner: bool = False,
         label: str = "build context",
+        layers: Sequence[Path] = (),
     ) -> None:
         self.root = root
+        # An image's or a stage's tree: the snapshot dirs ``root`` shows, top-most first. Snapshots
+        # never change, so a COPY may hard-link their files instead of copying them.
+        self.layers = tuple(layers)
         self._root_str = str(root)  # the walk joins str paths: a Path per entry is slow
         self.ignore = ignore
         self.stat_cache = stat_cache

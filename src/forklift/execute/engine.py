@@ -26,7 +26,7 @@ from forklift.execute.options import Entitlements, NamedContext, SecretSource
 from forklift.execute.snapshots import SnapshotCache
 from forklift.execute.state import StageState
 from forklift.oci.model import Descriptor, Digest, HistoryEntry, MediaType, Platform
-from forklift.oci.store import Lease, Store
+from forklift.oci.store import BlobPublisher, Lease, Store
 from forklift.records import record
 from forklift.report.progress import EventSink, StepCached, StepDone, StepFailed, StepMissed, StepStarted
 from forklift.runtime.base import Runtime
@@ -100,6 +100,9 @@ class BuildEnv:
     # blob at once, in the one tar pass that hashes it; other stages' layers stay lazy (hashed
     # only, written by materialize_layers if an image ever needs them). Empty: every layer is lazy.
     eager_stages: frozenset[int] = frozenset()
+    # Finishes eager layer blobs (fsync, move into place) off the step's thread; the build waits
+    # for it before writing images. None: each commit finishes in place.
+    publisher: BlobPublisher | None = None
 
     def next_vertex(self) -> int:
         """A fresh progress vertex number (BuildKit's ``#N``)."""
@@ -165,7 +168,7 @@ def store_layer(
         digests = write_layer(source, writer, opts)
         if digests.entries == 0:
             return None
-        digest, size = writer.commit(Digest.parse(digests.digest), lease=env.lease)
+        digest, size = writer.commit(Digest.parse(digests.digest), lease=env.lease, publisher=env.publisher)
     return LayerRef(str(digest), digests.diff_id, size, MediaType.OCI_LAYER)
 
 
@@ -230,8 +233,15 @@ def image_view(env: BuildEnv, state: StageState) -> Iterator[Path]:
     try:
         for sub in ("upper", "work", "merged"):
             (scratch / sub).mkdir()
+        # volatile: its upper is thrown away, so the unmount need not sync the filesystem (which
+        # would write back every snapshot the build has made so far).
         with writable_rootfs(
-            lowers, scratch / "upper", scratch / "work", scratch / "merged", use_overlay=env.overlay()
+            lowers,
+            scratch / "upper",
+            scratch / "work",
+            scratch / "merged",
+            use_overlay=env.overlay(),
+            volatile=True,
         ) as root:
             yield root
     finally:

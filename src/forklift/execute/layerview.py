@@ -41,11 +41,17 @@ class LayeredView:
 
         Symlinks are not followed, neither at the end nor on the way (a symlink on the way: None).
         """
+        found = self.locate(rel)
+        return found[1] if found is not None else None
+
+    def locate(self, rel: str) -> tuple[str, os.stat_result] | None:
+        """The host path of the entry the merged view shows at ``rel`` (in the top-most layer that
+        holds it) and its lstat; None when absent or when a symlink is on the way."""
         parts = [p for p in rel.split("/") if p and p != "."]
         if not parts:
-            return os.lstat(self._layers[0]) if self._layers else None
+            return (self._layers[0], os.lstat(self._layers[0])) if self._layers else None
         layers = self._layers
-        found: os.stat_result | None = None
+        found: tuple[str, os.stat_result] | None = None
         for i in range(len(parts)):
             sub = "/".join(parts[: i + 1])
             found = None
@@ -59,7 +65,7 @@ class LayeredView:
                 if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                     break  # a whiteout: nothing below shows
                 if found is None:
-                    found = st
+                    found = (path, st)
                 if not stat.S_ISDIR(st.st_mode):
                     break  # a non-directory hides everything below it
                 below.append(layer)
@@ -67,7 +73,7 @@ class LayeredView:
                     break
             if found is None:
                 return None
-            if i < len(parts) - 1 and not stat.S_ISDIR(found.st_mode):
+            if i < len(parts) - 1 and not stat.S_ISDIR(found[1].st_mode):
                 return None  # a file or a symlink on the way: nothing below it
             layers = below
         return found

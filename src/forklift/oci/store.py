@@ -31,13 +31,17 @@ import fcntl
 import io
 import json
 import os
+import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from forklift.errors import DigestMismatch, ImageError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 from forklift.oci.model import Digest, child_descriptors
 from forklift.records import record
 
@@ -86,6 +90,50 @@ class PruneResult:
 
     removed: int
     freed_bytes: int
+
+
+class BlobPublisher:
+    """Finishes blob commits on worker threads: the fsync, the move into place, the lease record.
+
+    A build step that wrote a 20 MB layer need not wait the 40-80 ms it takes to reach the disk;
+    the build waits once (``wait``) before anything refers to its blobs (an image, a ref, an
+    export). Until then ``Store.has`` does not see them. Use as a context manager: leaving it
+    waits for every job, so no temp file is left open.
+    """
+
+    def __init__(self, workers: int = 2) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="forklift-blob")
+        self._lock = threading.Lock()
+        self._pending: list[Future[None]] = []
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` (a commit's second half) on a worker."""
+        future = self._pool.submit(job)
+        with self._lock:
+            self._pending.append(future)
+
+    def wait(self) -> None:
+        """Return once every submitted blob is in place; raise the first job's error."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        errors = [err for err in (f.exception() for f in pending) if err is not None]
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> BlobPublisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self.wait()
+            else:
+                with contextlib.suppress(Exception):  # the error on its way out matters more
+                    self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 class BlobWriter:
@@ -138,27 +186,49 @@ class BlobWriter:
         return self._size
 
     def commit(
-        self, expected: Digest | None = None, *, size: int | None = None, lease: Lease | None = None
+        self,
+        expected: Digest | None = None,
+        *,
+        size: int | None = None,
+        lease: Lease | None = None,
+        publisher: BlobPublisher | None = None,
     ) -> tuple[Digest, int]:
         """Fsync and move the content into place; returns (digest, size).
 
         Raises DigestMismatch (and stores nothing) when ``expected`` or ``size`` do not match.
-        With ``lease``, the blob is recorded in the lease before prune can see it.
+        With ``lease``, the blob is recorded in the lease before prune can see it. With
+        ``publisher``, the digest is checked now and the fsync and the move happen on its worker:
+        the blob is in the store once ``publisher.wait()`` returns.
         """
         if self._done:
             raise ValueError("blob writer already finished")
         digest = Digest(self._algorithm, self._hash.hexdigest())
+        handed_off = False
         try:
             if expected is not None and expected != digest:
                 raise DigestMismatch(f"content has digest {digest}, expected {expected}")
             if size is not None and size != self._size:
                 raise DigestMismatch(f"content of {digest} is {self._size} bytes, expected {size}")
             self._fh.flush()
+            if publisher is not None:
+                self._done = True  # from now on the publisher's job owns the temp file
+                handed_off = True
+                publisher.submit(lambda: self._finish(digest, lease))
+            else:
+                self._finish(digest, lease)
+        finally:
+            if not handed_off:
+                self.abort()
+        return digest, self._size
+
+    def _finish(self, digest: Digest, lease: Lease | None) -> None:
+        try:
             os.fsync(self._fh.fileno())
             self._store._publish(self._path, digest, lease)
         finally:
-            self.abort()
-        return digest, self._size
+            self._fh.close()
+            with contextlib.suppress(FileNotFoundError):
+                self._path.unlink()
 
     def abort(self) -> None:
         """Discard the temp file (a no-op after commit)."""

@@ -110,3 +110,24 @@ def test_a_directory_destination_that_is_a_symlink_needs_a_real_resolution(tmp_p
     assert view.plain_dest("/opt/link/") is None
     assert view.plain_dest("/opt/link") == "opt/link"  # a file destination replaces the symlink
     assert view.plain_dest("/opt/real/") == "opt/real"
+
+
+def test_locate_names_the_layer_that_shows_each_path(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mknod and trusted xattrs need root")
+    top, mid, low = _layers(tmp_path)
+    view = LayeredView([top, mid, low])
+    expected = {
+        "etc/app/conf": low / "etc/app/conf",  # merged directories: found below
+        "etc/app/extra": top / "etc/app/extra",
+        "etc": top / "etc",  # a directory: the top-most one
+        "dir-then-file": mid / "dir-then-file",
+        "file-then-dir": top / "file-then-dir",
+        "opaque/new": mid / "opaque/new",
+    }
+    for rel, path in expected.items():
+        found = view.locate(rel)
+        assert found is not None and found[0] == str(path), rel
+        assert found[1].st_ino == os.lstat(path).st_ino
+    for hidden in ("gone", "gone/sub/f", "opaque/old/f", "dir-then-file/inner", "lib/x", "missing"):
+        assert view.locate(hidden) is None, hidden

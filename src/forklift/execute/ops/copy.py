@@ -28,7 +28,6 @@ import stat
 import tarfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,6 +54,7 @@ from forklift.execute.ops.config import copy_history
 from forklift.execute.state import StageState
 from forklift.plan.args import expand_at
 from forklift.plan.ops import CopyOp, ImageRef, MainContextRef, NamedContextRef, StageRef
+from forklift.records import record
 from forklift.snapshot.diff import DirectorySource
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from forklift.execute.ops.gitsource import GitRef
 
 
-@dataclass(frozen=True)
+@record
 class Placed:
     """One entry to write: where it goes in the layer (relative, no leading slash) and from what."""
 
@@ -160,7 +160,7 @@ def _is_archive(path: Path) -> bool:
         return False
 
 
-@dataclass(frozen=True)
+@record
 class Matched:
     """One match of a source argument, with the entries (after --exclude) it copies."""
 

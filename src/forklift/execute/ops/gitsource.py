@@ -20,11 +20,11 @@ import re
 import shutil
 import stat
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from forklift.errors import BuildError, SourceLocation
+from forklift.records import record
 
 _PROTO = re.compile(r"^([a-zA-Z0-9]+)://")
 _SUPPORTED = frozenset({"http", "https", "git", "ssh"})
@@ -35,7 +35,7 @@ _FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _TIMEOUT = 300  # seconds for one git command (a fetch of a big repository over a slow link)
 
 
-@dataclass(frozen=True)
+@record
 class GitRef:
     """A parsed git source: the remote to hand to git, the ref ("" = the remote's HEAD), a subdir."""
 
@@ -193,7 +193,7 @@ def check_commit_checksum(sha: str, checksum: str, *, location: SourceLocation |
         )
 
 
-@dataclass(frozen=True)
+@record
 class Checkout:
     """A checked-out commit: ``root`` is what lands at the destination (the subdir, if one was named)."""
 

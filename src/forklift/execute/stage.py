@@ -29,6 +29,7 @@ from forklift.execute.engine import BuildEnv, StageResult, Stepper, check_cancel
 from forklift.execute.ops import config as cfg
 from forklift.execute.ops.copy import run_copy, run_workdir
 from forklift.execute.ops.exec import run_exec
+from forklift.execute.ops.readahead import CopySourceReadAhead
 from forklift.execute.ops.source import resolve_source
 from forklift.execute.state import StageState
 from forklift.oci.model import HealthConfig
@@ -69,16 +70,20 @@ def run_stage(
         stepper.total = len(body) + 1
     if state.container.on_build:
         state = state.with_container(replace(state.container, on_build=()))  # not passed further down
-    for index, op in enumerate(body, start=1):
-        check_cancel(cancel)
-        if isinstance(op, ExecOp):
-            state = run_exec(env, stepper, state, op, index, finished)
-        elif isinstance(op, CopyOp):
-            state = run_copy(env, stepper, state, op, index, finished)
-        elif isinstance(op, ConfigOp):
-            state = _config_step(env, stepper, state, op, index, global_values, build_args)
-        else:
-            raise BuildError(f"unexpected FROM inside stage {planned.display_name}", location=op.location)
+    read_ahead = CopySourceReadAhead(env, body, finished)
+    try:
+        for index, op in enumerate(body, start=1):
+            check_cancel(cancel)
+            if isinstance(op, ExecOp):
+                state = run_exec(env, stepper, state, op, index, finished)
+            elif isinstance(op, CopyOp):
+                state = run_copy(env, stepper, state, op, index, finished, read_ahead)
+            elif isinstance(op, ConfigOp):
+                state = _config_step(env, stepper, state, op, index, global_values, build_args)
+            else:
+                raise BuildError(f"unexpected FROM inside stage {planned.display_name}", location=op.location)
+    finally:
+        read_ahead.close()
     return StageResult(planned.display_name, planned.index, state, ran=stepper.ran, keys=tuple(stepper.keys))
 
 

@@ -27,9 +27,9 @@ import shutil
 import stat
 import tarfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from forklift.errors import BuildError, ForkliftError, SourceLocation
 from forklift.execute.cache import SourceDigest, StepInputs
@@ -60,6 +60,7 @@ from forklift.snapshot.diff import DirectorySource
 if TYPE_CHECKING:
     from forklift.dockerfile.ignore import DockerIgnore
     from forklift.execute.ops.gitsource import GitRef
+    from forklift.execute.ops.readahead import CopySourceReadAhead
 
 
 @record
@@ -657,9 +658,15 @@ def _place_git(
 
 
 def run_copy(
-    env: BuildEnv, stepper: Stepper, state: StageState, op: CopyOp, index: int, done: dict[int, StageResult]
+    env: BuildEnv,
+    stepper: Stepper,
+    state: StageState,
+    op: CopyOp,
+    index: int,
+    done: dict[int, StageResult],
+    read_ahead: CopySourceReadAhead | None = None,
 ) -> StageState:
-    """One COPY/ADD step through the cache."""
+    """One COPY/ADD step through the cache (its sources perhaps read ahead: ``read_ahead``)."""
     scope = state.env()
     esc = env.options.escape
 
@@ -687,8 +694,8 @@ def run_copy(
         flags += f" keep-git-dir={keep_git_dir}"
 
     inline = [(i.path, (expand(i.data) if i.expand else i.data).encode()) for i in op.inline]
-    memo = _from_memo_key(env, op, done, local)
-    digests = _load_memo(env, memo) if memo is not None else None
+    memo = from_memo_key(op, done, local)
+    digests = load_from_memo(env, memo) if memo is not None else None
     matches: list[Matched] | None = None
 
     with contextlib.ExitStack() as stack:
@@ -699,7 +706,15 @@ def run_copy(
         ]
         commits = _resolve_git(env, gits, expand(checksum) if checksum else None, op.location)
         trees: list[SourceTree] = []  # the tree the local sources were read from
-        if digests is None:
+        ahead = read_ahead.take(op) if read_ahead is not None else None
+        if ahead is not None:
+            stack.callback(ahead.stack.close)
+        if digests is None and ahead is not None and list(ahead.sources) == local:
+            trees.append(ahead.tree)
+            matches, digests = cast("list[Matched]", ahead.matches), ahead.digests
+            if memo is not None:
+                _save_memo(env, memo, digests)
+        elif digests is None:
             tree = stack.enter_context(source_tree(env, op, done)) if local else env.context
             trees.append(tree)
             matches, digests = gather(tree, op, local) if local else ([], [])
@@ -912,7 +927,7 @@ class _SnapshotOriginals:
         return original
 
 
-def _from_memo_key(env: BuildEnv, op: CopyOp, done: dict[int, StageResult], local: list[str]) -> str | None:
+def from_memo_key(op: CopyOp, done: Mapping[int, StageResult], local: list[str]) -> str | None:
     """COPY --from=<stage>: the source digests depend only on the stage's content identity and the
     patterns, so they are remembered and a cached rebuild neither mounts nor hashes the stage."""
     if not isinstance(op.source, StageRef) or not local:
@@ -922,7 +937,7 @@ def _from_memo_key(env: BuildEnv, op: CopyOp, done: dict[int, StageResult], loca
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def _load_memo(env: BuildEnv, memo: str) -> list[SourceDigest] | None:
+def load_from_memo(env: BuildEnv, memo: str) -> list[SourceDigest] | None:
     try:
         doc = json.loads((env.cache.root / "from" / f"{memo}.json").read_text())
         return [SourceDigest(str(d[0]), str(d[1]), tuple((str(a), str(b)) for a, b in d[2])) for d in doc]

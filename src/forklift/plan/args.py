@@ -20,19 +20,6 @@ from forklift.errors import ExpansionError, InstructionError, SourceLocation
 from forklift.oci.model import Platform
 from forklift.records import record
 
-PLATFORM_ARGS: tuple[str, ...] = (
-    "BUILDPLATFORM",
-    "BUILDOS",
-    "BUILDARCH",
-    "BUILDVARIANT",
-    "TARGETPLATFORM",
-    "TARGETOS",
-    "TARGETARCH",
-    "TARGETVARIANT",
-    "TARGETSTAGE",
-    "BUILDOSVERSION",
-    "TARGETOSVERSION",
-)
 # Usable without an ARG declaration; kept out of history and cache keys unless declared.
 PROXY_ARGS: frozenset[str] = frozenset(
     {

@@ -14,13 +14,13 @@ from dataclasses import field, replace
 from enum import StrEnum
 from typing import Any
 
+from forklift.dockerfile.builtin_args import PLATFORM_ARGS
 from forklift.dockerfile.instructions import Arg, Dockerfile, Onbuild, Stage
 from forklift.errors import ImageError, PlanError, SourceLocation, did_you_mean
 from forklift.oci.model import Platform
 from forklift.oci.registry.reference import parse_reference
 from forklift.plan.args import (
     BUILTIN_ARGS,
-    PLATFORM_ARGS,
     PROXY_ARGS,
     GlobalScope,
     expand_at,

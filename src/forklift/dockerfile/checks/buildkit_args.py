@@ -6,22 +6,10 @@ import difflib
 import re
 from collections.abc import Iterable, Iterator
 
+from forklift.dockerfile.builtin_args import PLATFORM_ARGS
 from forklift.dockerfile.checks.facts import expand_tracked, flag_values, global_arg_pairs
 from forklift.dockerfile.checks.framework import CheckInput, Hit
 from forklift.dockerfile.syntax import Node
-
-# The automatic platform ARGs: FROM may use them without declaring them, and UndefinedVar never
-# reports them (BuildKit's "non-env" args).
-PLATFORM_ARGS = (
-    "BUILDPLATFORM",
-    "BUILDOS",
-    "BUILDARCH",
-    "BUILDVARIANT",
-    "TARGETPLATFORM",
-    "TARGETOS",
-    "TARGETARCH",
-    "TARGETVARIANT",
-)
 
 # Environment variables base images commonly set. The checks never pull a base image, so for a
 # stage built on an external image these count as defined; otherwise `ENV PATH=$PATH:/x` or

@@ -213,23 +213,33 @@ def compile_patterns(patterns: Iterable[str]) -> DockerIgnore:
     """
     compiled: list[IgnorePattern] = []
     for number, raw in enumerate(patterns, start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        exclusion = line.startswith("!")
-        if exclusion:
-            line = line[1:].strip()
-            if not line:
-                raise ValueError('illegal exclusion pattern: "!"')
-        line = clean_path(line)
-        if len(line) > 1 and line.startswith("/"):
-            line = line.lstrip("/")
-        try:
-            kind, regex = _compile(line)
-        except (ValueError, re.error) as exc:
-            raise ValueError(f"invalid pattern {raw!r}: {exc}") from None
-        compiled.append(IgnorePattern(line, exclusion, number, kind, regex))
+        pattern = _pattern(raw, number)
+        if pattern is not None:
+            compiled.append(pattern)
     return DockerIgnore(tuple(compiled))
+
+
+def _pattern(raw: str, number: int) -> IgnorePattern | None:
+    """One pattern, cleaned (a leading ``/`` dropped) and compiled; None when blank.
+
+    Raises ValueError for ``!`` alone or a malformed pattern (an unclosed ``[``).
+    """
+    line = raw.strip()
+    if not line:
+        return None
+    exclusion = line.startswith("!")
+    if exclusion:
+        line = line[1:].strip()
+        if not line:
+            raise ValueError('illegal exclusion pattern: "!"')
+    line = clean_path(line)
+    if len(line) > 1 and line.startswith("/"):
+        line = line[1:]
+    try:
+        kind, regex = _compile(line)
+    except (ValueError, re.error) as exc:
+        raise ValueError(f"invalid pattern {line!r}: {exc}") from None
+    return IgnorePattern(line, exclusion, number, kind, regex)
 
 
 def parse_dockerignore(text: str, *, file: str = ".dockerignore") -> DockerIgnore:
@@ -240,24 +250,11 @@ def parse_dockerignore(text: str, *, file: str = ".dockerignore") -> DockerIgnor
     for number, raw in enumerate(text.split("\n"), start=1):
         if raw.startswith("#"):
             continue
-        line = raw.strip()
-        if not line:
-            continue
-        exclusion = line.startswith("!")
-        if exclusion:
-            line = line[1:].strip()
-        if line:
-            line = clean_path(line)
-            if len(line) > 1 and line.startswith("/"):
-                line = line[1:]
-        location = SourceLocation(file, number, 1, text=raw.rstrip("\r"))
-        if exclusion and not line:
-            raise DockerfileSyntaxError('illegal exclusion pattern: "!"', location=location)
         try:
-            kind, regex = _compile(line)
-        except (ValueError, re.error) as exc:
-            raise DockerfileSyntaxError(
-                f"invalid .dockerignore pattern {line!r}: {exc}", location=location
-            ) from None
-        patterns.append(IgnorePattern(line, exclusion, number, kind, regex))
+            pattern = _pattern(raw, number)
+        except ValueError as exc:
+            location = SourceLocation(file, number, 1, text=raw.rstrip("\r"))
+            raise DockerfileSyntaxError(str(exc), location=location) from None
+        if pattern is not None:
+            patterns.append(pattern)
     return DockerIgnore(tuple(patterns))

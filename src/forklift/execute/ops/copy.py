@@ -858,17 +858,21 @@ def _reusable(
         st = os.lstat(candidate)
     except OSError:
         return None
+    return candidate if _lands_as(st, e, owner, chmod) else None
+
+
+def _lands_as(st: os.stat_result, e: SourceEntry, owner: tuple[int, int] | None, chmod: str | None) -> bool:
+    """Whether the file ``st`` is what entry ``e`` becomes in the layer: a regular file of the
+    same size and mtime, with the mode and owner COPY gives it (so it may be hard-linked)."""
     uid, gid = owner if owner is not None else (e.uid, e.gid)
     mode = apply_chmod(chmod, e.mode, False) if chmod else e.mode
-    if (
+    return (
         stat.S_ISREG(st.st_mode)
         and st.st_size == e.size
         and st.st_mtime_ns == e.mtime_ns
         and stat.S_IMODE(st.st_mode) == mode
         and (st.st_uid, st.st_gid) == (uid, gid)
-    ):
-        return candidate
-    return None
+    )
 
 
 class _SnapshotOriginals:
@@ -906,17 +910,8 @@ class _SnapshotOriginals:
                 st = os.lstat(original)
             except OSError:
                 return None
-        uid, gid = owner if owner is not None else (e.uid, e.gid)
-        mode = apply_chmod(chmod, e.mode, False) if chmod else e.mode
         inode = (st.st_dev, st.st_ino)
-        if not (
-            stat.S_ISREG(st.st_mode)
-            and st.st_size == e.size
-            and st.st_mtime_ns == e.mtime_ns
-            and stat.S_IMODE(st.st_mode) == mode
-            and (st.st_uid, st.st_gid) == (uid, gid)
-            and inode not in self._linked
-        ):
+        if inode in self._linked or not _lands_as(st, e, owner, chmod):
             return None
         try:
             if os.listxattr(original, follow_symlinks=False):

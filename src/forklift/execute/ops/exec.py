@@ -38,11 +38,11 @@ from forklift.execute.state import StageState
 from forklift.plan.ops import ExecOp, ImageRef, MainContextRef, NamedContextRef, ResolvedMount, StageRef
 from forklift.report.progress import StepLog
 from forklift.runtime.base import DeviceNode, Mount, NetworkMode, Process
+from forklift.snapshot.diff import OverlayUpperSource
 
 if TYPE_CHECKING:
     from forklift.execute.options import Entitlements
     from forklift.runtime.cdi import ContainerEdits, DeviceRequest
-from forklift.snapshot.diff import OverlayUpperSource
 
 _TAIL_BYTES = 4096
 

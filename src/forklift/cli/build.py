@@ -12,23 +12,6 @@ import click
 from forklift.errors import ForkliftError
 
 
-def _pairs(values: tuple[str, ...], flag: str, *, from_env: bool) -> dict[str, str]:
-    """``K=V`` pairs; with ``from_env`` a bare ``K`` takes its value from the environment (as docker)."""
-    out: dict[str, str] = {}
-    for item in values:
-        key, has_value, value = item.partition("=")
-        if not key:
-            raise ForkliftError(f"{flag} {item!r}: the name is empty", hint=f"write {flag} NAME=VALUE")
-        if has_value:
-            out[key] = value
-        elif from_env:
-            if key in os.environ:
-                out[key] = os.environ[key]
-        else:
-            out[key] = ""
-    return out
-
-
 def _secrets(values: tuple[str, ...]) -> tuple[Any, ...]:
     """``--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`` (buildx's forms)."""
     from forklift.execute.options import SecretSource
@@ -193,7 +176,8 @@ def build_command(
     context: Path,
 ) -> None:
     """Build an image from a Dockerfile and a build context."""
-    from forklift.build import BuildOptions, OutputSpec, build
+    from forklift.build import BuildOptions, OutputSpec
+    from forklift.cli.build_run import pairs, run_build, source_date_epoch
 
     if check_only:
         from forklift.cli.check import check_command
@@ -201,14 +185,7 @@ def build_command(
         ctx.invoke(check_command, dockerfile=file, build_args=build_args, targets=targets, context=context)
         return
     dockerfile_text = sys.stdin.read() if file == "-" else None
-    args = _pairs(build_args, "--build-arg", from_env=True)
-    epoch_text = args.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH")
-    epoch: int | None = None
-    if epoch_text:
-        try:
-            epoch = int(epoch_text)
-        except ValueError:
-            raise ForkliftError(f"SOURCE_DATE_EPOCH={epoch_text!r} is not a number of seconds") from None
+    args = pairs(build_args, "--build-arg", from_env=True)
     options = BuildOptions(
         context=context,
         root=ctx.obj.root,
@@ -217,7 +194,7 @@ def build_command(
         tags=tags,
         targets=targets,
         build_args=args,
-        labels=_pairs(labels, "--label", from_env=False),
+        labels=pairs(labels, "--label", from_env=False),
         no_cache=no_cache,
         no_cache_filter=no_cache_filter,
         network=network,
@@ -228,9 +205,9 @@ def build_command(
         iidfile=iidfile,
         jobs=jobs,
         runtime=runtime,
-        source_date_epoch=epoch,
+        source_date_epoch=source_date_epoch(args),
         platform=platform,
-        build_contexts=_pairs(build_contexts, "--build-context", from_env=False),
+        build_contexts=pairs(build_contexts, "--build-context", from_env=False),
         max_size=max_size,
         cache_to=cache_to,  # parsed (and checked) by build() before any work
         cache_from=cache_from,
@@ -239,26 +216,4 @@ def build_command(
         allow=allow,
         cdi_spec_dirs=cdi_spec_dirs,
     )
-    mode = "quiet" if quiet else progress
-    if mode == "auto":
-        mode = "tty" if sys.stderr.isatty() else "plain"
-    if mode == "quiet":
-        from forklift.report.progress import discard
-
-        result = build(options, events=discard)
-    elif mode == "rawjson":
-        from forklift.report.progress import RawJsonRenderer
-
-        result = build(options, events=RawJsonRenderer(sys.stderr))
-    elif mode == "tty":
-        from forklift.report.progress import TtyRenderer
-
-        with TtyRenderer(sys.stderr) as renderer:
-            result = build(options, events=renderer)
-    else:
-        from forklift.report.progress import PlainRenderer
-
-        result = build(options, events=PlainRenderer(sys.stderr))
-    if quiet:
-        for image in result.images:
-            click.echo(image.image_id)
+    run_build(options, quiet=quiet, progress=progress)

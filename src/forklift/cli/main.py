@@ -7,7 +7,6 @@ group live in its own module.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import click
 
 from forklift import __version__
+from forklift.cli.entry import default_root
 from forklift.errors import ForkliftError
 
 # command name -> (module under forklift.cli, attribute, one-line help)
@@ -39,15 +39,6 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "logout": ("registry", "logout_command", "Forget credentials for a registry."),
     "bootstrap": ("bootstrap", "bootstrap_command", "Make a base image from Debian packages."),
 }
-
-
-def default_root() -> Path:
-    """The store root: ``$FORKLIFT_ROOT``, else ``$XDG_DATA_HOME/forklift``, else ~/.local/share/forklift."""
-    env = os.environ.get("FORKLIFT_ROOT")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(xdg) / "forklift"
 
 
 class LazyGroup(click.Group):
@@ -131,21 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(1)
 
 
-def console_main() -> None:
-    """The installed ``forklift`` script: ``main()``, then exit at once.
-
-    Everything a command writes is done (closed, renamed, fsynced where it matters) when ``main``
-    returns; tearing the interpreter down after that (module teardown, a last garbage collection)
-    costs 20-50 ms, a tenth of a cached rebuild, so the process skips it.
-    """
-    code = main()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:
-        code = code or 1
-    os._exit(code)
-
-
 if __name__ == "__main__":
+    from forklift.cli.entry import console_main
+
     console_main()

@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from forklift import __version__
-from forklift.cli.main import COMMANDS, cli, default_root
+from forklift.cli.entry import default_root
+from forklift.cli.main import COMMANDS, cli
 
 
 def test_version() -> None:

@@ -149,7 +149,6 @@ def _make_record(cls: type[_T], kw_only: bool, order: bool) -> type[_T]:
     for name, method in methods.items():
         if name not in own:
             setattr(cls, name, method)
-    # A class body that defines __eq__ gets __hash__ = None from Python: keep its choice, as dataclasses does.
     if order:
         for name, compare in (
             ("__lt__", operator.lt),
@@ -158,6 +157,7 @@ def _make_record(cls: type[_T], kw_only: bool, order: bool) -> type[_T]:
             ("__ge__", operator.ge),
         ):
             setattr(cls, name, _ordering(compare))
+    # A class body that defines __eq__ gets __hash__ = None from Python: keep its choice, as dataclasses does.
     if "__hash__" not in own:
         cls.__hash__ = _hash  # type: ignore[method-assign]
     return cls

@@ -1,5 +1,7 @@
 """Running a build from the command line, without click: shared by ``forklift build`` and the fast path.
 
+``pairs`` also parses ``--build-arg`` for ``forklift graph`` and ``forklift check``.
+
 ``forklift build``'s click command parses every flag; the fast path (``cli/entry.py``) parses the
 common ones of a cached rebuild without importing click (~60 ms of a 0.1 s rebuild). Both end here,
 so a build prints the same either way.
@@ -9,9 +11,12 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from forklift.build import BuildOptions, build
 from forklift.errors import ForkliftError
+
+if TYPE_CHECKING:
+    from forklift.build import BuildOptions
 
 PROGRESS_MODES = ("auto", "tty", "plain", "rawjson", "quiet")
 
@@ -46,6 +51,8 @@ def source_date_epoch(build_args: dict[str, str]) -> int | None:
 
 def run_build(options: BuildOptions, *, quiet: bool, progress: str) -> None:
     """Build with the chosen progress display on stderr; with ``quiet``, print the image IDs."""
+    from forklift.build import build
+
     mode = "quiet" if quiet else progress
     if mode == "auto":
         mode = "tty" if sys.stderr.isatty() else "plain"

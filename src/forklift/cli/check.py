@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import click
 
+from forklift.cli.build_run import pairs
 from forklift.dockerfile.checks import CheckOptions, CheckReport, run_checks
 from forklift.dockerfile.syntax import parse
 from forklift.errors import ForkliftError
 from forklift.execute.context import read_dockerignore
-
-
-def parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
-    """``K=V`` pairs; a bare ``K`` takes its value from the environment (and is skipped when unset)."""
-    args: dict[str, str] = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not key:
-            raise ForkliftError(f"invalid --build-arg {value!r}: expected KEY=VALUE")
-        if sep:
-            args[key] = val
-        elif key in os.environ:
-            args[key] = os.environ[key]
-    return args
 
 
 def render_report(report: CheckReport, fmt: str) -> str:
@@ -91,7 +77,7 @@ def check_command(
         name = str(path)
     parsed = parse(text, file=name)
     options = CheckOptions(
-        build_args=parse_build_args(build_args),
+        build_args=pairs(build_args, "--build-arg", from_env=True),
         targets=targets,
         dockerignore=read_dockerignore(context, path),
     )

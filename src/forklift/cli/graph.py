@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import click
 
+from forklift.cli.build_run import pairs
 from forklift.dockerfile.instructions import parse_dockerfile
 from forklift.dockerfile.syntax import parse
 from forklift.errors import ForkliftError
@@ -42,22 +42,6 @@ def read_dockerfile(file: str | None, context: Path) -> tuple[str, str]:
         return str(path), data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ForkliftError(f"the Dockerfile {str(path)!r} is not UTF-8 text ({err.reason})") from None
-
-
-def parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
-    """``K=V`` pairs; a bare ``K`` takes its value from the environment (skipped if unset), like docker."""
-    out: dict[str, str] = {}
-    for item in values:
-        key, has_value, value = item.partition("=")
-        if key == "":
-            raise ForkliftError(
-                f"--build-arg {item!r}: the name is empty", hint="write --build-arg NAME=VALUE"
-            )
-        if has_value:
-            out[key] = value
-        elif key in os.environ:
-            out[key] = os.environ[key]
-    return out
 
 
 def drawing_of(graph: StageGraph) -> GraphDrawing:
@@ -123,7 +107,7 @@ def graph_command(
     contexts = frozenset(item.partition("=")[0].lower() for item in build_contexts if item.partition("=")[0])
     options = PlanOptions(
         targets=targets,
-        build_args=parse_build_args(build_args),
+        build_args=pairs(build_args, "--build-arg", from_env=True),
         target_platform=Platform.parse(platform) if platform else None,
         named_contexts=contexts,
     )

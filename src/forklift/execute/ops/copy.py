@@ -709,15 +709,13 @@ def run_copy(
         ahead = read_ahead.take(op) if read_ahead is not None else None
         if ahead is not None:
             stack.callback(ahead.stack.close)
-        if digests is None and ahead is not None and list(ahead.sources) == local:
-            trees.append(ahead.tree)
-            matches, digests = cast("list[Matched]", ahead.matches), ahead.digests
-            if memo is not None:
-                _save_memo(env, memo, digests)
-        elif digests is None:
-            tree = stack.enter_context(source_tree(env, op, done)) if local else env.context
+        if digests is None:
+            if ahead is not None and list(ahead.sources) == local:
+                tree, matches, digests = ahead.tree, cast("list[Matched]", ahead.matches), ahead.digests
+            else:
+                tree = stack.enter_context(source_tree(env, op, done)) if local else env.context
+                matches, digests = gather(tree, op, local) if local else ([], [])
             trees.append(tree)
-            matches, digests = gather(tree, op, local) if local else ([], [])
             if memo is not None:
                 _save_memo(env, memo, digests)
         key_digests = [

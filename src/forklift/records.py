@@ -39,14 +39,9 @@ def _getter(names: tuple[str, ...]) -> Callable[[object], object]:
     return attrgetter(*names) if names else _empty
 
 
-def _eq(self: object, other: object) -> Any:  # bool, or NotImplemented
-    if other.__class__ is not self.__class__:
-        return NotImplemented
-    key: Callable[[object], object] = getattr(self, _KEY)
-    return bool(key(self) == key(other))
+def _comparison(compare: Callable[[Any, Any], bool]) -> Callable[[object, object], Any]:
+    """``__eq__``/``__lt__``/...: ``compare`` on the compared fields of two records of one class."""
 
-
-def _ordering(compare: Callable[[Any, Any], bool]) -> Callable[[object, object], Any]:
     def method(self: object, other: object) -> Any:  # bool, or NotImplemented
         if other.__class__ is not self.__class__:
             return NotImplemented
@@ -54,6 +49,9 @@ def _ordering(compare: Callable[[Any, Any], bool]) -> Callable[[object, object],
         return compare(key(self), key(other))
 
     return method
+
+
+_eq = _comparison(operator.eq)
 
 
 def _hash(self: object) -> int:
@@ -156,7 +154,7 @@ def _make_record(cls: type[_T], kw_only: bool, order: bool) -> type[_T]:
             ("__gt__", operator.gt),
             ("__ge__", operator.ge),
         ):
-            setattr(cls, name, _ordering(compare))
+            setattr(cls, name, _comparison(compare))
     # A class body that defines __eq__ gets __hash__ = None from Python: keep its choice, as dataclasses does.
     if "__hash__" not in own:
         cls.__hash__ = _hash  # type: ignore[method-assign]

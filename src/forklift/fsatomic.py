@@ -47,7 +47,9 @@ def temp_name(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: Path, *, durable: bool, mode: int = 0o666, parents: bool = False) -> Iterator[BinaryIO]:
+def atomic_writer(
+    path: Path, *, durable: bool, mode: int = 0o666, parents: bool = False
+) -> Iterator[BinaryIO]:
     """A binary file whose content replaces ``path`` when the block ends without an error.
 
     ``mode`` is the new file's permission bits (less the umask); ``parents`` creates missing

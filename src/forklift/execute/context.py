@@ -244,7 +244,7 @@ class SourceTree:
         self.keep_owner = keep_owner  # COPY from the context makes files root-owned; --from keeps owners
         self.label = label
         # Every path this build looked at, with its stat signature (size, mtime, inode, ctime): a
-        # rebuild whose read set is unchanged can reuse the whole previous result (see execute.memo).
+        # rebuild whose read set is unchanged can reuse the whole previous result (see execute.cache.memo).
         self.reads: dict[str, list[int]] = {}
 
     def _seen(self, rel: str, st: os.stat_result | None = None) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -294,12 +293,18 @@ def layout_images(source: FileSource) -> Iterator[tuple[LayoutEntry, Image]]:
 class BundleWriter:
     """Writes files into a directory or a deterministic tar, each blob once."""
 
-    def __init__(self, dest: Path, *, as_tar: bool) -> None:
+    def __init__(self, dest: Path, *, as_tar: bool, fileobj: BinaryIO | None = None) -> None:
+        """A writer into the directory ``dest``, or with ``as_tar`` a tar at ``dest`` (or into
+        ``fileobj``, which may be a pipe: then the tar is streamed)."""
         self.dest = dest
         self.as_tar = as_tar
         self._written: set[str] = set()
         self._tar: tarfile.TarFile | None = None
-        if as_tar:
+        if as_tar and fileobj is not None and fileobj.seekable():
+            self._tar = tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
+        elif as_tar and fileobj is not None:  # a pipe: streamed (the same bytes, written in order)
+            self._tar = tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
+        elif as_tar:
             self._tar = tarfile.open(dest, "w", format=tarfile.PAX_FORMAT)  # noqa: SIM115 - closed in close
         else:
             dest.mkdir(parents=True, exist_ok=True)
@@ -424,20 +429,18 @@ def write_layout_files(writer: BundleWriter, images: Sequence[tuple[str | None, 
 def write_layout(dest: Path, images: Sequence[tuple[str | None, Image]], *, as_tar: bool = False) -> None:
     """Write ``images`` as an OCI layout directory (merging into an existing one's blobs, replacing
     its index.json) or, with ``as_tar``, as a tar file at ``dest``."""
-    if not as_tar and dest.exists() and not dest.is_dir():
-        raise ImageError(f"{dest} exists and is not a directory")
-    tmp = dest.with_name(dest.name + ".partial") if as_tar else dest
-    writer = BundleWriter(tmp, as_tar=as_tar)
-    try:
-        write_layout_files(writer, images)
-    except BaseException:
-        writer.close()
-        if as_tar:
-            tmp.unlink(missing_ok=True)
-        raise
-    writer.close()
-    if as_tar:
-        os.replace(tmp, dest)
+    if not as_tar:
+        if dest.exists() and not dest.is_dir():
+            raise ImageError(f"{dest} exists and is not a directory")
+        write_layout_files(BundleWriter(dest, as_tar=False), images)
+        return
+    # A tar file appears whole or not at all; a device or a pipe (/dev/stdout) is written through.
+    with atomic_writer(dest, durable=False) as out:
+        writer = BundleWriter(dest, as_tar=True, fileobj=out)
+        try:
+            write_layout_files(writer, images)
+        finally:
+            writer.close()
 
 
 def read_layout_index(root: Path) -> list[Descriptor]:

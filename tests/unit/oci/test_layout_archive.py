@@ -276,3 +276,42 @@ def test_archive_paths_cannot_leave_the_bundle(store_root: Path, tmp_path: Path)
             tar.addfile(link)
         with pytest.raises(ImageError, match=r"invalid path|missing cfg\.json"):
             load_bundle(Store(store_root), tar_path)
+
+
+@pytest.mark.parametrize("docker_archive", [False, True])
+def test_a_tar_to_a_pipe_or_symlink_is_written_through(
+    store_root: Path, tmp_path: Path, docker_archive: bool
+) -> None:
+    """``-o type=oci,dest=/dev/stdout``: the same bytes as a file, and the pipe or link stays."""
+    import os
+    import stat
+    import threading
+
+    store = Store(store_root)
+    _two_images(store)
+    one = load_image(store, "docker.io/library/one:1")
+
+    def write(dest: Path) -> None:
+        if docker_archive:
+            write_archive(dest, [(("one:1",), one)])
+        else:
+            write_layout(dest, [("docker.io/library/one:1", one)], as_tar=True)
+
+    write(tmp_path / "file.tar")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    write(fifo)
+    reader.join(timeout=120)  # a safety net, not a measurement: a writer that missed the pipe hangs it
+    if reader.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # let the reader go
+    assert received, "nothing was written into the pipe"
+    assert received == [(tmp_path / "file.tar").read_bytes()]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    link = tmp_path / "link.tar"
+    link.symlink_to(tmp_path / "target.tar")
+    write(link)
+    assert link.is_symlink() and (tmp_path / "target.tar").read_bytes() == received[0]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".tmp", ".partial"))]

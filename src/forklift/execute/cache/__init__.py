@@ -10,37 +10,17 @@
   registry, written through ``oci.layout`` and ``oci.registry.transfer``; ``remote``: export and
   import; ``tasks``: both as progress vertices of a build.
 
-Every path under the store comes from ``oci.storelayout.StoreLayout``. The step cache is imported
-here at once (the engine and the ops use it); the remote names load on first use, so a build that
-exports no cache (and the memo's fast path) never imports the registry client.
+Every path under the store comes from ``oci.storelayout.StoreLayout``. Each name loads its module
+on first use: the memo's fast path (an unchanged build answered at once) imports only ``memo`` and
+``tasks``, and a build that exports no cache never imports the registry client.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
-from forklift.execute.cache import copy_memo
-from forklift.execute.cache.explain import explain_miss
-from forklift.execute.cache.format import (
-    CACHE_VERSION,
-    CacheRecord,
-    LayerRef,
-    SourceDigest,
-    StepInputs,
-    StepPosition,
-    entry_json,
-    record_from_json,
-)
-from forklift.execute.cache.steps import BuildCache
-from forklift.execute.cache.tasks import (
-    export_cache_to,
-    import_cache_from,
-    parse_cache_specs,
-    stage_cache_keys,
-)
-
 if TYPE_CHECKING:
+    from forklift.execute.cache import copy_memo
     from forklift.execute.cache.document import (
         CACHE_ARTIFACT_TYPE,
         CACHE_CONFIG_TYPE,
@@ -49,6 +29,17 @@ if TYPE_CHECKING:
         CacheEntry,
         cache_manifest,
         read_cache_manifest,
+    )
+    from forklift.execute.cache.explain import explain_miss
+    from forklift.execute.cache.format import (
+        CACHE_VERSION,
+        CacheRecord,
+        LayerRef,
+        SourceDigest,
+        StepInputs,
+        StepPosition,
+        entry_json,
+        record_from_json,
     )
     from forklift.execute.cache.recording import RecordingBuildCache, StageCacheKeys, select_keys
     from forklift.execute.cache.remote import CacheExportResult, CacheImportResult, export_cache, import_cache
@@ -59,8 +50,17 @@ if TYPE_CHECKING:
         parse_cache_spec,
         parse_cache_to,
     )
+    from forklift.execute.cache.steps import BuildCache
+    from forklift.execute.cache.tasks import (
+        export_cache_to,
+        import_cache_from,
+        parse_cache_specs,
+        stage_cache_keys,
+    )
 
+# name -> the module that defines it (a module name alone: the submodule itself)
 _LAZY = {
+    "copy_memo": "",
     "CACHE_ARTIFACT_TYPE": "document",
     "CACHE_CONFIG_TYPE": "document",
     "DIFF_ID_ANNOTATION": "document",
@@ -68,6 +68,15 @@ _LAZY = {
     "CacheEntry": "document",
     "cache_manifest": "document",
     "read_cache_manifest": "document",
+    "explain_miss": "explain",
+    "CACHE_VERSION": "format",
+    "CacheRecord": "format",
+    "LayerRef": "format",
+    "SourceDigest": "format",
+    "StepInputs": "format",
+    "StepPosition": "format",
+    "entry_json": "format",
+    "record_from_json": "format",
     "RecordingBuildCache": "recording",
     "StageCacheKeys": "recording",
     "select_keys": "recording",
@@ -80,15 +89,25 @@ _LAZY = {
     "parse_cache_from": "specs",
     "parse_cache_spec": "specs",
     "parse_cache_to": "specs",
+    "BuildCache": "steps",
+    "export_cache_to": "tasks",
+    "import_cache_from": "tasks",
+    "parse_cache_specs": "tasks",
+    "stage_cache_keys": "tasks",
 }
 
 
 def __getattr__(name: str) -> Any:
-    """The remote cache's names, imported on first use (PEP 562)."""
+    """A re-exported name, imported from its module on first use (PEP 562)."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    # __import__ rather than importlib: this package sits on the memo's fast path. With a
+    # fromlist, __import__ returns the named module itself.
+    found = __import__(f"{__name__}.{module or name}", fromlist=[name])
+    value = getattr(found, name) if module else found
+    globals()[name] = value  # found directly from now on
+    return value
 
 
 __all__ = [

@@ -35,7 +35,7 @@ class CacheEntry:
     inputs: StepInputs
 
     def to_json(self) -> dict[str, Any]:
-        """The entry as the cache document holds it (``execute.cache``'s record format plus key)."""
+        """The entry as the cache document holds it (``format.entry_json`` plus the key)."""
         return {"key": self.record.key, **entry_json(self.record, self.inputs)}
 
     @staticmethod

@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from forklift.fsatomic import atomic_write
 from forklift.oci.storelayout import StoreLayout
 
 if TYPE_CHECKING:
@@ -119,6 +118,8 @@ def save(store_root: Path, key: str, doc: dict[str, Any], reads: Mapping[str, li
     for sig in reads.values():
         if sig and now - max(sig[1], sig[3]) < _RACY_SECONDS * 1e9:
             return False
+    from forklift.fsatomic import atomic_write  # after a full build only: not on the fast path
+
     layout = StoreLayout(store_root)
     full = {**doc, "refs": _signature(layout.refs), "reads": dict(reads)}
     atomic_write(_path(layout, key), json.dumps(full, sort_keys=True), durable=False, parents=True)

@@ -315,3 +315,46 @@ def test_a_tar_to_a_pipe_or_symlink_is_written_through(
     write(link)
     assert link.is_symlink() and (tmp_path / "target.tar").read_bytes() == received[0]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith((".tmp", ".partial"))]
+
+
+def test_add_to_layout_keeps_other_tags_and_present_blobs(store_root: Path, tmp_path: Path) -> None:
+    from forklift.oci.layout import add_to_layout, read_layout_index
+    from forklift.oci.model import Descriptor
+
+    store = Store(store_root)
+    layer = store.put_bytes(b"layer bytes")
+    config = b'{"k":1}'
+
+    def manifest(n: int) -> tuple[Descriptor, bytes]:
+        raw = json.dumps({"schemaVersion": 2, "n": n}).encode()
+        return Descriptor(MediaType.OCI_MANIFEST, Digest.of(raw), len(raw), artifact_type="x/y"), raw
+
+    blobs = [
+        (Descriptor(MediaType.OCI_LAYER, layer, 11), lambda: store.open_blob(layer)),
+        (Descriptor("x/config", Digest.of(config), len(config)), lambda: io.BytesIO(config)),
+    ]
+    dest = tmp_path / "layout"
+    first, first_raw = manifest(1)
+    add_to_layout(dest, first, first_raw, blobs, tag="a")
+    layer_file = dest / "blobs" / "sha256" / layer.hex
+    inode = layer_file.stat().st_ino
+    second, second_raw = manifest(2)
+    add_to_layout(dest, second, second_raw, blobs, tag="b")
+    third, third_raw = manifest(3)
+    add_to_layout(dest, third, third_raw, blobs, tag="a")
+    entries = read_layout_index(dest)
+    assert [(e.digest, e.annotations[REF_NAME], e.artifact_type) for e in entries] == [
+        (second.digest, "b", "x/y"),
+        (third.digest, "a", "x/y"),
+    ]
+    assert layer_file.stat().st_ino == inode  # content-addressed: a blob already there is kept
+    assert (dest / "blobs" / "sha256" / third.digest.hex).read_bytes() == third_raw
+    assert json.loads((dest / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    assert not [p for p in dest.rglob("*") if p.name.endswith(".tmp")]
+    (dest / "index.json").write_text("[]")
+    with pytest.raises(ImageError, match="not an OCI image index"):
+        add_to_layout(dest, first, first_raw, blobs, tag="a")
+    assert read_layout_index(tmp_path / "none") == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ImageError, match="not a directory"):
+        add_to_layout(tmp_path / "file", first, first_raw, blobs, tag="a")

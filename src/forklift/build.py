@@ -6,9 +6,9 @@ each target's image into the store, and hands it to the outputs: store tags, an 
 archive, a docker-archive, a root filesystem directory or tarball. It emits progress events and
 never prints.
 
-Where the parts live: the memo that answers an unchanged build at once is ``execute.memo``; the
+Where the parts live: the memo that answers an unchanged build at once is ``execute.cache.memo``; the
 runtime and overlayfs probes are ``execute.runtime_setup``; ``--cache-from``/``--cache-to`` are
-``execute.cache_io``; writing an image and its outputs is ``execute.export``.
+``execute.cache.tasks``; writing an image and its outputs is ``execute.export``.
 """
 
 from __future__ import annotations
@@ -26,15 +26,20 @@ from typing import TYPE_CHECKING, Any
 
 from forklift import __version__
 from forklift.errors import ForkliftError
-from forklift.execute.cache_io import export_cache_to, import_cache_from, parse_cache_specs, stage_cache_keys
+from forklift.execute.cache.tasks import (
+    export_cache_to,
+    import_cache_from,
+    parse_cache_specs,
+    stage_cache_keys,
+)
 from forklift.execute.options import OUTPUT_TYPES, Entitlements, NamedContext, OutputSpec, SecretSource
 from forklift.records import record
 from forklift.report.progress import BuildFinished, Event, EventSink, StepStarted, discard
 
 # Everything else is imported where it is used: a build whose inputs did not change is answered
-# from the memo (execute.memo) without loading the planner or the engine.
+# from the memo (execute.cache.memo) without loading the planner or the engine.
 if TYPE_CHECKING:
-    from forklift.execute.cache_transfer import CacheDestination, CacheSource
+    from forklift.execute.cache.specs import CacheDestination, CacheSource
     from forklift.execute.engine import BuildEnv, StageResult
     from forklift.oci.image import Image
     from forklift.oci.model import Platform
@@ -72,7 +77,7 @@ class BuildOptions:
     max_size: str | None = None  # fail when the image is bigger (``50MB``, ``1GiB``, bytes)
     overlay: bool | None = None  # None: use overlayfs where it mounts; False: the copy fallback
     # --cache-to / --cache-from: buildx specs (``type=registry,ref=REF,mode=max``,
-    # ``type=local,dest=DIR`` / ``type=local,src=DIR``) or parsed execute.cache_transfer values.
+    # ``type=local,dest=DIR`` / ``type=local,src=DIR``) or parsed execute.cache.specs values.
     cache_to: tuple[str | CacheDestination, ...] = ()
     cache_from: tuple[str | CacheSource, ...] = ()
     pull: bool = False  # --pull: check the registry for every FROM image, even one the store has
@@ -119,7 +124,7 @@ class BuildResult:
 
 def build(options: BuildOptions, *, events: EventSink = discard) -> BuildResult:
     """Build the Dockerfile's targets and export them; raises ForkliftError subclasses for user errors."""
-    from forklift.execute import memo
+    from forklift.execute.cache import memo
 
     started = time.monotonic()
     cache_to, cache_from = parse_cache_specs(options.cache_to, options.cache_from)  # before any work
@@ -430,7 +435,7 @@ def _write_build_record(
 
 def _memo_key(options: BuildOptions, dockerfile: _Dockerfile) -> str | None:
     """The memo key of this request, or None when it cannot be memoized (directory build contexts)."""
-    from forklift.execute.memo import request_key
+    from forklift.execute.cache.memo import request_key
 
     if any("://" not in v for v in options.build_contexts.values()):
         return None  # a named directory context is read outside the main context's read set
@@ -462,7 +467,7 @@ def _remember(
     summary: list[str],
 ) -> None:
     """Record this build's result for ``key``, with what it read of the context."""
-    from forklift.execute import memo
+    from forklift.execute.cache import memo
 
     doc = {
         "titles": titles,
@@ -476,7 +481,7 @@ def _remember(
 
 def _replay(options: BuildOptions, doc: Mapping[str, Any], events: EventSink, started: float) -> BuildResult:
     """A build whose inputs are unchanged: report every step as cached, then do the outputs."""
-    from forklift.execute.memo import replay_steps
+    from forklift.execute.cache.memo import replay_steps
 
     steps = replay_steps(doc, events)
     built = tuple(

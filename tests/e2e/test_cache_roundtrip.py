@@ -24,11 +24,14 @@ from registry_fixtures import (
 import forklift.execute.cache
 from forklift.build import BuildOptions, BuildResult, build
 from forklift.errors import ForkliftError
-from forklift.execute.cache import BuildCache, CacheRecord, LayerRef, StepInputs
-from forklift.execute.cache_transfer import (
+from forklift.execute.cache import (
     CACHE_ARTIFACT_TYPE,
+    BuildCache,
+    CacheRecord,
+    LayerRef,
     RecordingBuildCache,
     StageCacheKeys,
+    StepInputs,
     export_cache,
     import_cache,
     parse_cache_from,

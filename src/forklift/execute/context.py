@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from forklift.errors import BuildError
+from forklift.fsatomic import atomic_write
+from forklift.oci.storelayout import StoreLayout
 from forklift.records import record
 
 if TYPE_CHECKING:
@@ -109,7 +111,7 @@ class StatCache:
     def for_context(store_root: Path, context_dir: Path) -> StatCache:
         """The stat cache of ``context_dir`` kept under ``store_root``."""
         name = hashlib.sha256(str(context_dir.resolve()).encode()).hexdigest()[:32]
-        return StatCache(store_root / "cache" / "context-stat" / f"{name}.json")
+        return StatCache(StoreLayout(store_root).context_stat / f"{name}.json")
 
     def digest(self, relpath: str, path: str | os.PathLike[str], st: os.stat_result) -> str:
         """The content digest of ``path``, reading it only when its stat signature changed."""
@@ -133,11 +135,9 @@ class StatCache:
         """Write the cache back (atomically) if anything changed."""
         if self._path is None or not self._dirty:
             return
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_name(f".{self._path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with self._lock:
-            tmp.write_text(json.dumps(self._entries, separators=(",", ":")))
-            os.replace(tmp, self._path)
+            text = json.dumps(self._entries, separators=(",", ":"))
+            atomic_write(self._path, text, durable=False, parents=True)
             self._dirty = False
 
 
@@ -244,7 +244,7 @@ class SourceTree:
         self.keep_owner = keep_owner  # COPY from the context makes files root-owned; --from keeps owners
         self.label = label
         # Every path this build looked at, with its stat signature (size, mtime, inode, ctime): a
-        # rebuild whose read set is unchanged can reuse the whole previous result (see execute.memo).
+        # rebuild whose read set is unchanged can reuse the whole previous result (see execute.cache.memo).
         self.reads: dict[str, list[int]] = {}
 
     def _seen(self, rel: str, st: os.stat_result | None = None) -> None:

@@ -167,8 +167,8 @@ def export_image(
     elif out.type == "tar":
         from forklift.snapshot.diff import DirectorySource, write_layer
 
-        (store.root / "exports").mkdir(exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="forklift-rootfs-", dir=store.root / "exports") as tmp:
+        store.layout.exports.mkdir(exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="forklift-rootfs-", dir=store.layout.exports) as tmp:
             root = Path(tmp) / "rootfs"
             write_rootfs(store, state, root)
             dest.parent.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ from forklift.execute.cache import BuildCache
 from forklift.execute.snapshots import SnapshotCache, leased_snapshots, snapshots_in_use
 from forklift.oci.model import Digest, MediaType, child_descriptors
 from forklift.oci.store import Store
+from forklift.oci.storelayout import StoreLayout
 from forklift.records import record
 
 _MAX_JSON = 16 << 20  # manifests and configs are small; a bigger blob is a layer
@@ -77,15 +78,13 @@ def prune_store(root: Path, *, cache: bool = False, cache_mounts: bool = False) 
     kinds: list[PrunedKind] = []
 
     if cache:
-        kinds.append(_drop_build_cache(store.root / "cache"))
+        kinds.append(_drop_build_cache(store.layout.cache))
         # What the remaining records (written by builds running meanwhile) need stays a root.
         store.set_roots("cache", _parse_digests(build_cache.layer_digests()))
     else:
         kinds.append(PrunedKind("build cache", 0, 0))
     kinds.append(
-        _drop_cache_mounts(store.root / "cache" / "mounts")
-        if cache_mounts
-        else PrunedKind("cache mounts", 0, 0)
+        _drop_cache_mounts(store.layout.cache_mounts) if cache_mounts else PrunedKind("cache mounts", 0, 0)
     )
 
     blobs = store.prune(keep=_parse_digests(build_cache.layer_digests()))
@@ -199,11 +198,11 @@ def _drop_cache_mounts(mounts_dir: Path) -> PrunedKind:
 def _build_record_files(root: Path) -> list[tuple[Path, Digest]]:
     """``buildinfo/<hex>.json`` (by manifest digest) and ``buildinfo/layers/<algo>-<hex>.json``."""
     out: list[tuple[Path, Digest]] = []
-    base = root / "buildinfo"
+    base = StoreLayout(root).buildinfo
     for path in base.glob("*.json"):
         with contextlib.suppress(ImageError):
             out.append((path, Digest.parse("sha256:" + path.stem)))
-    for path in (base / "layers").glob("*.json"):
+    for path in StoreLayout(root).layer_stats.glob("*.json"):
         algo, _, hexpart = path.stem.partition("-")
         with contextlib.suppress(ImageError):
             out.append((path, Digest.parse(f"{algo}:{hexpart}")))
@@ -214,12 +213,11 @@ def _registry_note_files(root: Path) -> list[tuple[Path, Digest]]:
     """``registry/sources/<algo>-<hex>`` and ``registry/compressed/<algo>-<hex>.<compression>``
     (a compression memo also goes when the compressed blob it names went)."""
     out: list[tuple[Path, Digest]] = []
-    base = root / "registry"
-    for path in (base / "sources").glob("*"):
+    for path in StoreLayout(root).registry_sources.glob("*"):
         algo, _, hexpart = path.name.partition("-")
         with contextlib.suppress(ImageError):
             out.append((path, Digest.parse(f"{algo}:{hexpart}")))
-    for path in (base / "compressed").glob("*.*"):
+    for path in StoreLayout(root).registry_compressed.glob("*.*"):
         algo, _, rest = path.name.partition("-")
         with contextlib.suppress(ImageError):
             out.append((path, Digest.parse(f"{algo}:{rest.split('.')[0]}")))

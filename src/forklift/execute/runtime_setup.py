@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from forklift.oci.storelayout import StoreLayout
+
 if TYPE_CHECKING:
     from forklift.runtime.base import Runtime
     from forklift.runtime.oci import OciRuntime
@@ -32,8 +34,9 @@ def probed_runtime(root: Path, name: str | None, state_dir: Path) -> OciRuntime:
     every time."""
     from forklift.runtime.oci import remembered_runtime
 
-    (root / "bundles").mkdir(parents=True, exist_ok=True)
-    return remembered_runtime(root / "runtime.json", name, state_dir=state_dir, bundle_dir=root / "bundles")
+    layout = StoreLayout(root)
+    layout.bundles.mkdir(parents=True, exist_ok=True)
+    return remembered_runtime(layout.runtime_record, name, state_dir=state_dir, bundle_dir=layout.bundles)
 
 
 def kill_containers(runtime: Runtime | None, state_dir: Path) -> None:

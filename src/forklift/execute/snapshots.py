@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+from forklift.oci.storelayout import StoreLayout
+
 
 def _hex(diff_id: str) -> str:
     algo, _, hexpart = diff_id.partition(":")
@@ -51,9 +53,9 @@ class SnapshotCache:
     """diff_id -> unpacked directory (overlay lower format) under ``<store root>/snapshots``."""
 
     def __init__(self, store_root: Path) -> None:
-        self.root = store_root / "snapshots"
+        self.root = StoreLayout(store_root).snapshots
         self.root.mkdir(parents=True, exist_ok=True)
-        self.leases_dir = store_root / "leases" / "snapshots"
+        self.leases_dir = StoreLayout(store_root).snapshot_leases
         self._lease_lock = threading.Lock()
         self._lease: IO[str] | None = None  # created on first use: prune's own instance holds none
         self._held: set[str] = set()
@@ -236,7 +238,7 @@ def snapshots_in_use(store_root: Path) -> set[str]:
     import json
 
     out: set[str] = set()
-    steps = store_root / "cache" / "steps"
+    steps = StoreLayout(store_root).cache_steps
     if not steps.is_dir():
         return out
     for record in steps.glob("*.json"):

@@ -16,12 +16,12 @@ import contextlib
 import datetime
 import io
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from forklift.errors import ImageError
+from forklift.fsatomic import atomic_writer
 from forklift.oci.compression import Compression, compress_file, detect_compression, open_uncompressed
 from forklift.oci.image import Image, image_manifest
 from forklift.oci.layout import (
@@ -62,16 +62,12 @@ def write_archive(dest: Path, images: Sequence[tuple[Sequence[str], Image]]) -> 
 
     Names are shown in ``manifest.json`` as Docker shows them (``busybox:latest``).
     """
-    tmp = dest.with_name(dest.name + ".partial")
-    writer = BundleWriter(tmp, as_tar=True)
-    try:
-        _write_archive_files(writer, images)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    writer.close()
-    os.replace(tmp, dest)
+    with atomic_writer(dest, durable=False) as out:  # a device or a pipe is written through
+        writer = BundleWriter(dest, as_tar=True, fileobj=out)
+        try:
+            _write_archive_files(writer, images)
+        finally:
+            writer.close()
 
 
 def _write_archive_files(writer: BundleWriter, images: Sequence[tuple[Sequence[str], Image]]) -> None:

@@ -6,7 +6,9 @@ carry ``org.opencontainers.image.ref.name`` (a tag such as ``latest``, or a full
 both and reads either. Blobs are copied byte for byte: loading and saving again gives identical
 manifests, configs and layers.
 
-Tars are written deterministically: sorted, each blob once, owner 0:0, mtime 0.
+Tars are written deterministically: sorted, each blob once, owner 0:0, mtime 0. Files of a layout
+directory are each replaced atomically (``fsatomic``); ``add_to_layout`` adds one manifest (such as a
+build cache export) to a directory under a tag, keeping its other entries and blobs.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from forklift.errors import ImageError
+from forklift.fsatomic import atomic_writer
 from forklift.oci.image import Image, image_manifest, manifest_descriptor
 from forklift.oci.model import Descriptor, Digest, Index, MediaType, child_descriptors
 from forklift.oci.registry.reference import parse_reference
@@ -290,12 +293,18 @@ def layout_images(source: FileSource) -> Iterator[tuple[LayoutEntry, Image]]:
 class BundleWriter:
     """Writes files into a directory or a deterministic tar, each blob once."""
 
-    def __init__(self, dest: Path, *, as_tar: bool) -> None:
+    def __init__(self, dest: Path, *, as_tar: bool, fileobj: BinaryIO | None = None) -> None:
+        """A writer into the directory ``dest``, or with ``as_tar`` a tar at ``dest`` (or into
+        ``fileobj``, which may be a pipe: then the tar is streamed)."""
         self.dest = dest
         self.as_tar = as_tar
         self._written: set[str] = set()
         self._tar: tarfile.TarFile | None = None
-        if as_tar:
+        if as_tar and fileobj is not None and fileobj.seekable():
+            self._tar = tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
+        elif as_tar and fileobj is not None:  # a pipe: streamed (the same bytes, written in order)
+            self._tar = tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
+        elif as_tar:
             self._tar = tarfile.open(dest, "w", format=tarfile.PAX_FORMAT)  # noqa: SIM115 - closed in close
         else:
             dest.mkdir(parents=True, exist_ok=True)
@@ -338,14 +347,10 @@ class BundleWriter:
         if self._tar is not None:
             self._tar.addfile(self._info(name, size), _Exact(fh, size, name))
             return
-        path = self.dest / name
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as out:
+        with atomic_writer(self.dest / name, durable=False) as out:
             copied = _copy(fh, out)
-        if copied != size:
-            tmp.unlink()
-            raise ImageError(f"{name}: expected {size} bytes, got {copied}")
-        tmp.replace(path)
+            if copied != size:  # raised inside: the temp file goes, the destination stays as it was
+                raise ImageError(f"{name}: expected {size} bytes, got {copied}")
 
     def close(self) -> None:
         """Finish the tar."""
@@ -424,17 +429,67 @@ def write_layout_files(writer: BundleWriter, images: Sequence[tuple[str | None, 
 def write_layout(dest: Path, images: Sequence[tuple[str | None, Image]], *, as_tar: bool = False) -> None:
     """Write ``images`` as an OCI layout directory (merging into an existing one's blobs, replacing
     its index.json) or, with ``as_tar``, as a tar file at ``dest``."""
-    if not as_tar and dest.exists() and not dest.is_dir():
-        raise ImageError(f"{dest} exists and is not a directory")
-    tmp = dest.with_name(dest.name + ".partial") if as_tar else dest
-    writer = BundleWriter(tmp, as_tar=as_tar)
+    if not as_tar:
+        if dest.exists() and not dest.is_dir():
+            raise ImageError(f"{dest} exists and is not a directory")
+        write_layout_files(BundleWriter(dest, as_tar=False), images)
+        return
+    # A tar file appears whole or not at all; a device or a pipe (/dev/stdout) is written through.
+    with atomic_writer(dest, durable=False) as out:
+        writer = BundleWriter(dest, as_tar=True, fileobj=out)
+        try:
+            write_layout_files(writer, images)
+        finally:
+            writer.close()
+
+
+def read_layout_index(root: Path) -> list[Descriptor]:
+    """The entries of the layout directory ``root``'s ``index.json``; none when it has none yet.
+
+    ImageError when the file is there but not an OCI image index.
+    """
     try:
-        write_layout_files(writer, images)
-    except BaseException:
-        writer.close()
-        if as_tar:
-            tmp.unlink(missing_ok=True)
-        raise
-    writer.close()
-    if as_tar:
-        os.replace(tmp, dest)
+        raw = (root / "index.json").read_bytes()
+    except FileNotFoundError:
+        return []
+    try:
+        return list(Index.from_bytes(raw).manifests)
+    except ImageError as err:
+        raise ImageError(f"{root}/index.json is not an OCI image index: {err.message}") from None
+
+
+BlobOpener = Callable[[], BinaryIO]
+
+
+def add_to_layout(
+    dest: Path,
+    manifest: Descriptor,
+    raw_manifest: bytes,
+    blobs: Sequence[tuple[Descriptor, BlobOpener]],
+    *,
+    tag: str,
+) -> None:
+    """Add one manifest to the OCI layout directory ``dest`` (made when missing) under ``tag``.
+
+    Writes the blobs the manifest names (``blobs``: each descriptor and how to open its content;
+    one already there at its size is kept, blobs being content-addressed, so a directory kept
+    between CI runs is not written again), the manifest, ``oci-layout``, and ``index.json`` with
+    ``manifest`` annotated with ``tag`` in place of the entry that had that tag (other entries stay).
+    ImageError when ``dest`` is not a directory or its index.json is not an index; OSError when it
+    cannot be written.
+    """
+    if dest.exists() and not dest.is_dir():
+        raise ImageError(f"{dest} exists and is not a directory")
+    entries = [d for d in read_layout_index(dest) if d.annotations.get(REF_NAME) != tag]
+    writer = BundleWriter(dest, as_tar=False)
+    for desc, open_blob in blobs:
+        name = blob_name(desc.digest)
+        path = dest / name
+        if writer.has(name) or (path.is_file() and path.stat().st_size == desc.size):
+            continue
+        with open_blob() as fh:
+            writer.add_stream(name, fh, desc.size)
+    writer.add_bytes(blob_name(manifest.digest), raw_manifest)
+    writer.add_bytes(LAYOUT_FILE, LAYOUT_VERSION)
+    entries.append(replace(manifest, annotations={**manifest.annotations, REF_NAME: tag}))
+    writer.add_bytes("index.json", Index(manifests=tuple(entries)).to_bytes())

@@ -1,6 +1,7 @@
 """The content-addressed store: blobs by digest, named references, and leases for running builds.
 
-Layout under the root directory::
+Layout under the root directory (every path is named by ``oci.storelayout.StoreLayout``,
+``Store.layout``; other parts of forklift reach their directories through it)::
 
     blobs/sha256/<hex>      content, named by its digest (sha512 likewise)
     tmp/                    blobs being written (invisible until renamed into blobs/)
@@ -40,24 +41,18 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from forklift.errors import DigestMismatch, ImageError
+from forklift.fsatomic import atomic_write, fsync_dir
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 from forklift.oci.model import Digest, child_descriptors
+from forklift.oci.storelayout import StoreLayout
 from forklift.records import record
 
 _CHUNK = 1 << 20
 _ALGORITHMS = ("sha256", "sha512")
 # Blobs up to this size that start with "{" are parsed during prune to follow manifests and indexes.
 _MAX_WALK_BLOB = 4 << 20
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -68,21 +63,6 @@ def _flock(path: Path, mode: int) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
 
 
 @record
@@ -176,7 +156,7 @@ class BlobWriter:
         self._hash = _new_hash(algorithm)
         # Kept flock'ed while open: prune deletes only temp files nobody holds. Created under the
         # shared gc lock so prune never sees the file between its creation and its lock.
-        with _flock(store.root / "gc.lock", fcntl.LOCK_SH):
+        with _flock(store.layout.gc_lock, fcntl.LOCK_SH):
             self._fh: IO[bytes] = open(self._path, "xb")  # noqa: SIM115 - closed in commit/abort
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX)
         self._algorithm = algorithm
@@ -339,8 +319,8 @@ class Lease:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self.path = store.root / "leases" / f"{os.getpid()}-{uuid.uuid4().hex}"
-        with _flock(store.root / "gc.lock", fcntl.LOCK_SH):  # prune never sees it unlocked
+        self.path = store.layout.leases / f"{os.getpid()}-{uuid.uuid4().hex}"
+        with _flock(store.layout.gc_lock, fcntl.LOCK_SH):  # prune never sees it unlocked
             self._fh: IO[bytes] = open(self.path, "xb")  # noqa: SIM115 - closed in release
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX)
 
@@ -352,7 +332,7 @@ class Lease:
 
     def add(self, *digests: Digest) -> None:
         """Keep ``digests`` (already in the store) alive; ImageError if one is missing."""
-        with _flock(self._store.root / "gc.lock", fcntl.LOCK_SH):
+        with _flock(self._store.layout.gc_lock, fcntl.LOCK_SH):
             missing = [d for d in digests if not self._store.has(d)]
             if missing:
                 raise ImageError(f"blob {missing[0]} is not in the store")
@@ -379,19 +359,22 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        for sub in ("blobs/sha256", "blobs/sha512", "tmp", "roots", "leases", "cache", "snapshots"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self.tmp_dir = self.root / "tmp"
-        self.cache_dir = self.root / "cache"
-        self.snapshots_dir = self.root / "snapshots"
-        self._refs_path = self.root / "refs.json"
-        self._gc_lock = self.root / "gc.lock"
+        self.layout = layout = StoreLayout(self.root)
+        for algorithm in _ALGORITHMS:
+            layout.blobs.joinpath(algorithm).mkdir(parents=True, exist_ok=True)
+        for directory in (layout.tmp, layout.roots, layout.leases, layout.cache, layout.snapshots):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir = layout.tmp
+        self.cache_dir = layout.cache
+        self.snapshots_dir = layout.snapshots
+        self._refs_path = layout.refs
+        self._gc_lock = layout.gc_lock
 
     # ---- blobs -------------------------------------------------------------------------------------
 
     def blob_path(self, digest: Digest) -> Path:
         """Where the blob for ``digest`` lives (it may not exist)."""
-        return self.root / "blobs" / digest.algorithm / digest.hex
+        return self.layout.blob(digest.algorithm, digest.hex)
 
     def has(self, digest: Digest) -> bool:
         """Whether the store holds the blob."""
@@ -407,7 +390,7 @@ class Store:
     def list_blobs(self) -> Iterator[Digest]:
         """Every stored blob's digest."""
         for algorithm in _ALGORITHMS:
-            for path in (self.root / "blobs" / algorithm).iterdir():
+            for path in (self.layout.blobs / algorithm).iterdir():
                 with contextlib.suppress(ImageError):
                     yield Digest(algorithm, path.name)
 
@@ -473,7 +456,7 @@ class Store:
         with _flock(self._gc_lock, fcntl.LOCK_SH):
             if not dest.exists():
                 os.rename(tmp, dest)
-                _fsync_dir(dest.parent)
+                fsync_dir(dest.parent)
             if lease is not None:
                 lease._record([digest])
 
@@ -511,14 +494,13 @@ class Store:
         """Remember that ``digest`` (stored) is ``diff_id``'s layer compressed with ``compression``."""
         if compression not in ("gzip", "zstd"):
             raise ImageError(f"unknown compression {compression!r}")
-        folder = self.root / "compressed" / compression
-        folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(folder / f"{diff_id.algorithm}-{diff_id.hex}", f"{digest}\n{size}\n".encode())
+        path = self.layout.compressed / compression / f"{diff_id.algorithm}-{diff_id.hex}"
+        atomic_write(path, f"{digest}\n{size}\n", durable=True, parents=True)
 
     def find_compressed(self, diff_id: Digest, compression: str) -> tuple[Digest, int] | None:
         """(digest, size) of a stored ``compression`` form of the layer ``diff_id``, if one was made
         and prune has not removed it."""
-        path = self.root / "compressed" / compression / f"{diff_id.algorithm}-{diff_id.hex}"
+        path = self.layout.compressed / compression / f"{diff_id.algorithm}-{diff_id.hex}"
         try:
             text, size_text = path.read_text().split()[:2]
             digest = Digest.parse(text)
@@ -551,7 +533,7 @@ class Store:
         """Point ``name`` at ``digest``, which must already be stored (no dangling references)."""
         if not name or "\n" in name:
             raise ImageError(f"invalid reference name {name!r}")
-        with _flock(self._gc_lock, fcntl.LOCK_SH), _flock(self.root / "refs.lock", fcntl.LOCK_EX):
+        with _flock(self._gc_lock, fcntl.LOCK_SH), _flock(self.layout.refs_lock, fcntl.LOCK_EX):
             if not self.has(digest):
                 raise ImageError(f"cannot name {name}: blob {digest} is not in the store")
             refs = self.list_refs()
@@ -560,7 +542,7 @@ class Store:
 
     def delete_ref(self, name: str) -> bool:
         """Remove a reference; returns whether it existed. Blobs stay until prune."""
-        with _flock(self.root / "refs.lock", fcntl.LOCK_EX):
+        with _flock(self.layout.refs_lock, fcntl.LOCK_EX):
             refs = self.list_refs()
             if refs.pop(name, None) is None:
                 return False
@@ -569,7 +551,7 @@ class Store:
 
     def _write_refs(self, refs: dict[str, Digest]) -> None:
         body = {"refs": {n: str(d) for n, d in sorted(refs.items())}}
-        _atomic_write(self._refs_path, json.dumps(body, indent=1).encode() + b"\n")
+        atomic_write(self._refs_path, json.dumps(body, indent=1).encode() + b"\n", durable=True)
 
     # ---- roots, leases, prune ---------------------------------------------------------------------
 
@@ -579,12 +561,12 @@ class Store:
             raise ImageError(f"invalid roots owner {owner!r}")
         data = "".join(f"{d}\n" for d in sorted(set(digests))).encode()
         with _flock(self._gc_lock, fcntl.LOCK_SH):
-            _atomic_write(self.root / "roots" / owner, data)
+            atomic_write(self.layout.roots / owner, data, durable=True)
 
     def get_roots(self, owner: str) -> set[Digest]:
         """The digests ``owner`` keeps alive."""
         try:
-            return _read_digest_lines((self.root / "roots" / owner).read_bytes())
+            return _read_digest_lines((self.layout.roots / owner).read_bytes())
         except FileNotFoundError:
             return set()
 
@@ -600,19 +582,20 @@ class Store:
         """
         removed = 0
         freed = 0
-        with _flock(self._gc_lock, fcntl.LOCK_EX), _flock(self.root / "refs.lock", fcntl.LOCK_EX):
+        with _flock(self._gc_lock, fcntl.LOCK_EX), _flock(self.layout.refs_lock, fcntl.LOCK_EX):
             # Temp files of reference and roots updates that a crash interrupted: nobody writes them
             # now (both writers hold a lock prune holds exclusively).
-            for stale in [*self.root.glob(".refs.json.*.tmp"), *(self.root / "roots").glob(".*.tmp")]:
+            refs_temps = self.root.glob(f".{self._refs_path.name}.*.tmp")
+            for stale in [*refs_temps, *self.layout.roots.glob(".*.tmp")]:
                 with contextlib.suppress(FileNotFoundError):
                     freed += stale.stat().st_size
                     stale.unlink()
             roots: set[Digest] = set(keep)
             roots.update(self.list_refs().values())
-            for path in (self.root / "roots").iterdir():
+            for path in self.layout.roots.iterdir():
                 if not path.name.startswith("."):
                     roots |= _read_digest_lines(path.read_bytes())
-            for path in (self.root / "leases").iterdir():
+            for path in self.layout.leases.iterdir():
                 live = _locked_by_someone(path)
                 if live is None:
                     continue
@@ -631,7 +614,7 @@ class Store:
                     path.unlink()
                     removed += 1
                     freed += size
-            for path in (self.root / "compressed").glob("*/*"):
+            for path in self.layout.compressed.glob("*/*"):
                 # A record of a compressed form that was just removed (or never completed) goes too.
                 with contextlib.suppress(OSError, ValueError, IndexError, ImageError):
                     if not path.name.startswith(".") and not self.has(

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from forklift.errors import ImageError
+from forklift.fsatomic import atomic_write
 from forklift.oci.model import Descriptor, Digest, MediaType
+from forklift.oci.storelayout import StoreLayout
 from forklift.records import record
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def human_bytes(size: int) -> str:
 
 
 def _layer_cache_path(root: Path, digest: Digest) -> Path:
-    return root / "buildinfo" / "layers" / f"{digest.algorithm}-{digest.hex}.json"
+    return StoreLayout(root).layer_stats / f"{digest.algorithm}-{digest.hex}.json"
 
 
 def _cached_sizes(root: Path, digest: Digest) -> tuple[int, int] | None:
@@ -146,15 +146,7 @@ def _cached_sizes(root: Path, digest: Digest) -> tuple[int, int] | None:
 
 def _atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    atomic_write(path, text, durable=False, parents=True)
 
 
 # ---- build records -------------------------------------------------------------------------------------
@@ -238,7 +230,7 @@ def make_build_record(
 
 def build_record_path(root: Path, manifest_digest: str) -> Path:
     """``<store root>/buildinfo/<manifest hex>.json``."""
-    return root / "buildinfo" / f"{Digest.parse(manifest_digest).hex}.json"
+    return StoreLayout(root).buildinfo / f"{Digest.parse(manifest_digest).hex}.json"
 
 
 def build_record_json(record: BuildRecord) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from forklift.errors import ForkliftError, RuntimeNotFound
+from forklift.fsatomic import atomic_write
 from forklift.records import record
 from forklift.runtime.base import DeviceNode, Hook, Mount, OutputSink, Process
 from forklift.runtime.rootpath import resolve_in_root
@@ -790,7 +791,5 @@ def remembered_runtime(record: Path, name: str | None, *, state_dir: Path, bundl
         "version": runtime.version,
         "stat": [st.st_size, st.st_mtime_ns, st.st_ino],
     }
-    tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, record)
+    atomic_write(record, json.dumps(doc), durable=False)
     return runtime

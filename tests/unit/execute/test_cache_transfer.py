@@ -12,17 +12,21 @@ from pathlib import Path
 import pytest
 
 from forklift.errors import ForkliftError, ImageError
-from forklift.execute.cache import BuildCache, CacheRecord, LayerRef, StepInputs, StepPosition
-from forklift.execute.cache_transfer import (
+from forklift.execute.cache import (
     CACHE_ARTIFACT_TYPE,
     CACHE_CONFIG_TYPE,
     DIFF_ID_ANNOTATION,
+    BuildCache,
     CacheDestination,
     CacheDocument,
     CacheEntry,
+    CacheRecord,
     CacheSource,
+    LayerRef,
     RecordingBuildCache,
     StageCacheKeys,
+    StepInputs,
+    StepPosition,
     cache_manifest,
     export_cache,
     import_cache,

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from forklift.execute import memo
+from forklift.execute.cache import memo
 
 
 def sig(path: Path) -> list[int]:

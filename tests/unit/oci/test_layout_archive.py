@@ -276,3 +276,85 @@ def test_archive_paths_cannot_leave_the_bundle(store_root: Path, tmp_path: Path)
             tar.addfile(link)
         with pytest.raises(ImageError, match=r"invalid path|missing cfg\.json"):
             load_bundle(Store(store_root), tar_path)
+
+
+@pytest.mark.parametrize("docker_archive", [False, True])
+def test_a_tar_to_a_pipe_or_symlink_is_written_through(
+    store_root: Path, tmp_path: Path, docker_archive: bool
+) -> None:
+    """``-o type=oci,dest=/dev/stdout``: the same bytes as a file, and the pipe or link stays."""
+    import os
+    import stat
+    import threading
+
+    store = Store(store_root)
+    _two_images(store)
+    one = load_image(store, "docker.io/library/one:1")
+
+    def write(dest: Path) -> None:
+        if docker_archive:
+            write_archive(dest, [(("one:1",), one)])
+        else:
+            write_layout(dest, [("docker.io/library/one:1", one)], as_tar=True)
+
+    write(tmp_path / "file.tar")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    write(fifo)
+    reader.join(timeout=120)  # a safety net, not a measurement: a writer that missed the pipe hangs it
+    if reader.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # let the reader go
+    assert received, "nothing was written into the pipe"
+    assert received == [(tmp_path / "file.tar").read_bytes()]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    link = tmp_path / "link.tar"
+    link.symlink_to(tmp_path / "target.tar")
+    write(link)
+    assert link.is_symlink() and (tmp_path / "target.tar").read_bytes() == received[0]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".tmp", ".partial"))]
+
+
+def test_add_to_layout_keeps_other_tags_and_present_blobs(store_root: Path, tmp_path: Path) -> None:
+    from forklift.oci.layout import add_to_layout, read_layout_index
+    from forklift.oci.model import Descriptor
+
+    store = Store(store_root)
+    layer = store.put_bytes(b"layer bytes")
+    config = b'{"k":1}'
+
+    def manifest(n: int) -> tuple[Descriptor, bytes]:
+        raw = json.dumps({"schemaVersion": 2, "n": n}).encode()
+        return Descriptor(MediaType.OCI_MANIFEST, Digest.of(raw), len(raw), artifact_type="x/y"), raw
+
+    blobs = [
+        (Descriptor(MediaType.OCI_LAYER, layer, 11), lambda: store.open_blob(layer)),
+        (Descriptor("x/config", Digest.of(config), len(config)), lambda: io.BytesIO(config)),
+    ]
+    dest = tmp_path / "layout"
+    first, first_raw = manifest(1)
+    add_to_layout(dest, first, first_raw, blobs, tag="a")
+    layer_file = dest / "blobs" / "sha256" / layer.hex
+    inode = layer_file.stat().st_ino
+    second, second_raw = manifest(2)
+    add_to_layout(dest, second, second_raw, blobs, tag="b")
+    third, third_raw = manifest(3)
+    add_to_layout(dest, third, third_raw, blobs, tag="a")
+    entries = read_layout_index(dest)
+    assert [(e.digest, e.annotations[REF_NAME], e.artifact_type) for e in entries] == [
+        (second.digest, "b", "x/y"),
+        (third.digest, "a", "x/y"),
+    ]
+    assert layer_file.stat().st_ino == inode  # content-addressed: a blob already there is kept
+    assert (dest / "blobs" / "sha256" / third.digest.hex).read_bytes() == third_raw
+    assert json.loads((dest / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    assert not [p for p in dest.rglob("*") if p.name.endswith(".tmp")]
+    (dest / "index.json").write_text("[]")
+    with pytest.raises(ImageError, match="not an OCI image index"):
+        add_to_layout(dest, first, first_raw, blobs, tag="a")
+    assert read_layout_index(tmp_path / "none") == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ImageError, match="not a directory"):
+        add_to_layout(tmp_path / "file", first, first_raw, blobs, tag="a")

@@ -19,20 +19,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import os
 import posixpath
 import re
 import shutil
 import stat
 import tarfile
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from forklift.errors import BuildError, ForkliftError, SourceLocation
-from forklift.execute.cache import SourceDigest, StepInputs
+from forklift.execute.cache import SourceDigest, StepInputs, copy_memo
 from forklift.execute.context import (
     SourceEntry,
     SourceTree,
@@ -925,25 +923,16 @@ def from_memo_key(op: CopyOp, done: Mapping[int, StageResult], local: list[str])
     patterns, so they are remembered and a cached rebuild neither mounts nor hashes the stage."""
     if not isinstance(op.source, StageRef) or not local:
         return None
-    identity = done[op.source.index].state.identity()
-    raw = json.dumps([identity, local, list(op.excludes), op.parents, done[op.source.index].name])
-    return hashlib.sha256(raw.encode()).hexdigest()
+    stage = done[op.source.index]
+    return copy_memo.key(stage.state.identity(), local, op.excludes, op.parents, stage.name)
 
 
 def load_from_memo(env: BuildEnv, memo: str) -> list[SourceDigest] | None:
-    try:
-        doc = json.loads((env.cache.root / "from" / f"{memo}.json").read_text())
-        return [SourceDigest(str(d[0]), str(d[1]), tuple((str(a), str(b)) for a, b in d[2])) for d in doc]
-    except (OSError, ValueError, TypeError, IndexError):
-        return None
+    return copy_memo.load(env.cache.layout, memo)
 
 
 def _save_memo(env: BuildEnv, memo: str, digests: list[SourceDigest]) -> None:
-    path = env.cache.root / "from" / f"{memo}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps([[d.label, d.digest, [list(f) for f in d.files]] for d in digests]))
-    os.replace(tmp, path)
+    copy_memo.save(env.cache.layout, memo, digests)
 
 
 def _now() -> float:

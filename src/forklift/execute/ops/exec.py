@@ -411,7 +411,7 @@ def _cache_mount(
         ident += (
             "\0" + str(getattr(rm.source_ref, "index", getattr(rm.source_ref, "ref", ""))) + (m.source or "")
         )
-    base = env.store.root / "cache" / "mounts" / hashlib.sha256(ident.encode()).hexdigest()[:32]
+    base = env.store.layout.cache_mounts / hashlib.sha256(ident.encode()).hexdigest()[:32]
     path = base
     for instance in range(64):
         path = base if instance == 0 else base.with_name(f"{base.name}-{instance}")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from forklift.fsatomic import atomic_write
 from forklift.oci.registry.errors import RegistryAuthError, describe_response
 from forklift.records import record
 
@@ -83,14 +84,7 @@ def _read_config(config_path: Path) -> dict[str, object]:
 def _write_config(config_path: Path, data: dict[str, object]) -> None:
     """Atomically replace the config, readable by its owner only (it holds passwords)."""
     config_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = config_path.with_name(f".{config_path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out, indent="\t")
-        out.write("\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, config_path)
+    atomic_write(config_path, json.dumps(data, indent="\t") + "\n", durable=True, mode=0o600)
 
 
 def _helper_for(config: dict[str, object], registry: str) -> str | None:

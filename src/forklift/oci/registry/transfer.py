@@ -9,20 +9,23 @@ a concurrent prune cannot remove the new blobs in between.
 Push: every blob the manifest names is checked with HEAD, mounted from another repository of the same
 registry when the caller names candidates (``mount_from``), or uploaded; then the manifest by tag.
 Manifests go up in the family they are stored in, or converted to Docker or OCI media types on request
-(a conversion changes the manifest digest, not the blobs).
+(a conversion changes the manifest digest, not the blobs). ``push_manifest`` pushes one manifest that
+is not a stored image (an artifact such as a build cache export) the same way.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 from forklift.errors import DigestMismatch, ImageError
+from forklift.fsatomic import atomic_write
 from forklift.oci.compression import Compression, compress_file
 from forklift.oci.model import (
     Descriptor,
@@ -36,7 +39,7 @@ from forklift.oci.model import (
 from forklift.oci.registry.auth import Credentials, default_docker_config, lookup_credentials
 from forklift.oci.registry.client import RegistryClient, RegistryOptions
 from forklift.oci.registry.errors import RegistryContentMismatch, RegistryProtocolError
-from forklift.oci.registry.reference import parse_reference
+from forklift.oci.registry.reference import Reference, parse_reference
 from forklift.oci.store import Lease, Store
 from forklift.records import record
 
@@ -198,51 +201,17 @@ def push_image(
         raise ImageError(f"no image named {source} in the store", hint="see 'forklift images'")
     creds = credentials if credentials is not None else credentials_for(dest.domain, docker_config)
     options = options or RegistryOptions()
-    counts = {"uploaded": 0, "mounted": 0, "existing": 0}
-    counts_lock = threading.Lock()
-
-    def count(kind: str) -> None:
-        with counts_lock:
-            counts[kind] += 1
-
     given = [parse_reference(m, default_tag=None).repository for m in mount_from]
 
-    def mount_sources(digest: Digest) -> list[str]:
-        """Repositories of the destination registry that may hold ``digest``: the caller's
-        candidates, then those the blob was pulled from or pushed to before (at most three)."""
-        out: list[str] = []
-        for repository in [*given, *known_sources(store, digest)]:
-            domain, _, path = repository.partition("/")
-            if domain == dest.domain and path != dest.path and path not in out:
-                out.append(path)
-        return out[:3]
-
     with RegistryClient(dest.domain, credentials=creds, options=options) as client, store.lease() as lease:
+        pusher = _BlobPusher(client, store, dest, given, progress)
+        push_blob = pusher.push
 
-        def push_blob(desc: Descriptor) -> None:
-            if client.blob_exists(dest.path, desc.digest):
-                count("existing")
-                return
-            session = None
-            for repo in mount_sources(desc.digest):
-                session = client.mount_blob(dest.path, desc.digest, repo)
-                if session is None:
-                    count("mounted")
-                    remember_source(store, desc.digest, dest.repository)
-                    return
-            on_bytes = None if progress is None else (lambda n, d=str(desc.digest): progress(d, n))
-            client.upload_blob(
-                dest.path, desc.digest, desc.size,
-                lambda: _open_for_upload(store, desc), location=session, on_bytes=on_bytes,
-            )  # fmt: skip
-            count("uploaded")
-            remember_source(store, desc.digest, dest.repository)
-
-        def push_manifest(digest: Digest, reference: str | None) -> tuple[Digest, str, bytes]:
+        def send_manifest(digest: Digest, reference: str | None) -> tuple[Digest, str, bytes]:
             raw = store.read_blob(digest)
             parsed = parse_manifest_or_index(raw)
             if isinstance(parsed, Index):
-                children = [push_manifest(d.digest, None) for d in parsed.manifests]
+                children = [send_manifest(d.digest, None) for d in parsed.manifests]
                 converted = _convert_index(parsed, children, media_types)
                 out, media_type = converted.to_bytes(), converted.media_type
                 if converted == parsed:
@@ -259,12 +228,107 @@ def push_image(
             pushed = client.put_manifest(dest.path, reference or str(Digest.of(out)), out, media_type)
             return pushed, media_type, out
 
-        digest, _, _ = push_manifest(top, dest.tag or "latest")
-    return PushResult(name=str(dest), digest=digest, **counts)
+        digest, _, _ = send_manifest(top, dest.tag or "latest")
+    return PushResult(name=str(dest), digest=digest, **pusher.counts)
+
+
+def push_manifest(
+    store: Store,
+    destination: str,
+    raw: bytes,
+    *,
+    blobs: Mapping[Digest, bytes] | None = None,
+    options: RegistryOptions | None = None,
+    credentials: Credentials | None = None,
+    docker_config: Path | None = None,
+) -> PushResult:
+    """Push the manifest ``raw`` (not a stored image: an artifact such as a cache export) by tag.
+
+    Its blobs are read from the store, except those given in ``blobs`` (digest -> bytes, such as
+    an artifact's config made for this push), which are uploaded unless the registry has them.
+    Store blobs go up as ``push_image`` sends them (HEAD, then a mount from a repository that holds
+    them, then an upload), and the result counts those. The manifest goes up as it is.
+    """
+    dest = parse_reference(destination)
+    if dest.digest is not None:
+        raise ImageError(f"cannot push to {destination}: push to a tag, not a digest")
+    manifest = Manifest.from_bytes(raw)
+    given = blobs or {}
+    creds = credentials if credentials is not None else credentials_for(dest.domain, docker_config)
+    with RegistryClient(dest.domain, credentials=creds, options=options) as client:
+        pusher = _BlobPusher(client, store, dest, [], None)
+        for desc in _unique([manifest.config, *manifest.layers]):
+            data = given.get(desc.digest)
+            if data is None:
+                pusher.push(desc)
+            elif not client.blob_exists(dest.path, desc.digest):
+                client.upload_blob(dest.path, desc.digest, len(data), _bytes_opener(data))
+        digest = client.put_manifest(dest.path, dest.tag or "latest", raw, manifest.media_type)
+    return PushResult(name=str(dest), digest=digest, **pusher.counts)
+
+
+def _bytes_opener(data: bytes) -> Callable[[], BinaryIO]:
+    return lambda: io.BytesIO(data)
+
+
+class _BlobPusher:
+    """Sends blobs of the store to one repository: HEAD, else a mount from a repository of the same
+    registry that may hold the blob, else an upload; counts each kind and remembers where blobs went."""
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        store: Store,
+        dest: Reference,
+        mount_from: Sequence[str],
+        progress: Callable[[str, int], None] | None,
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._dest = dest
+        self._given = list(mount_from)
+        self._progress = progress
+        self._lock = threading.Lock()
+        self.counts = {"uploaded": 0, "mounted": 0, "existing": 0}
+
+    def _count(self, kind: str) -> None:
+        with self._lock:
+            self.counts[kind] += 1
+
+    def mount_sources(self, digest: Digest) -> list[str]:
+        """Repositories of the destination registry that may hold ``digest``: the caller's
+        candidates, then those the blob was pulled from or pushed to before (at most three)."""
+        out: list[str] = []
+        for repository in [*self._given, *known_sources(self._store, digest)]:
+            domain, _, path = repository.partition("/")
+            if domain == self._dest.domain and path != self._dest.path and path not in out:
+                out.append(path)
+        return out[:3]
+
+    def push(self, desc: Descriptor) -> None:
+        """Make sure the destination repository holds ``desc``'s blob."""
+        client, store, dest, progress = self._client, self._store, self._dest, self._progress
+        if client.blob_exists(dest.path, desc.digest):
+            self._count("existing")
+            return
+        session = None
+        for repo in self.mount_sources(desc.digest):
+            session = client.mount_blob(dest.path, desc.digest, repo)
+            if session is None:
+                self._count("mounted")
+                remember_source(store, desc.digest, dest.repository)
+                return
+        on_bytes = None if progress is None else (lambda n, d=str(desc.digest): progress(d, n))
+        client.upload_blob(
+            dest.path, desc.digest, desc.size,
+            lambda: _open_for_upload(store, desc), location=session, on_bytes=on_bytes,
+        )  # fmt: skip
+        self._count("uploaded")
+        remember_source(store, desc.digest, dest.repository)
 
 
 def _sources_file(store: Store, digest: Digest) -> Path:
-    return store.root / "registry" / "sources" / f"{digest.algorithm}-{digest.hex}"
+    return store.layout.registry_sources / f"{digest.algorithm}-{digest.hex}"
 
 
 def remember_source(store: Store, digest: Digest, repository: str) -> None:
@@ -327,8 +391,7 @@ def _compressed_layer(
     Memo files live in ``<store>/registry/compressed/<algorithm>-<hex>.<compression>`` and hold the
     compressed digest; a memo whose blob was pruned is simply redone.
     """
-    memo_dir = store.root / "registry" / "compressed"
-    memo = memo_dir / f"{desc.digest.algorithm}-{desc.digest.hex}.{compression}"
+    memo = store.layout.registry_compressed / f"{desc.digest.algorithm}-{desc.digest.hex}.{compression}"
     media_type = MediaType.layer(compression, docker=docker)
     try:
         known = Digest.parse(memo.read_text().strip())
@@ -340,10 +403,8 @@ def _compressed_layer(
     with store.open_blob(desc.digest, size=desc.size) as src, store.writer() as writer:
         result = compress_file(src, writer, compression)
         digest, size = writer.commit(Digest.parse(result.digest), lease=lease)
-    memo_dir.mkdir(parents=True, exist_ok=True)
-    tmp = memo.with_name(f".{memo.name}.{threading.get_ident()}.tmp")
-    tmp.write_text(f"{digest}\n")
-    tmp.replace(memo)  # atomic: a concurrent reader sees the old memo or the new one
+    # Atomic: a concurrent reader sees the old memo or the new one.
+    atomic_write(memo, f"{digest}\n", durable=False, parents=True)
     return replace(desc, media_type=media_type, digest=digest, size=size)
 
 

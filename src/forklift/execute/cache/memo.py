@@ -8,8 +8,9 @@ it listed, so an added file is seen), the store's reference file, and the blobs 
 all of that is unchanged, the result is the same image, so the memo's answer is returned without
 importing the planner or the engine.
 
-Kept under ``<store root>/cache/memo/<key>.json``, written atomically; anything unreadable or stale
-simply sends the build down the normal path. Light imports only: this runs on every build.
+Kept under ``<store root>/cache/memo/<key>.json`` (``StoreLayout.build_memo``), written
+atomically; anything unreadable or stale simply sends the build down the normal path. Light
+imports only: this runs on every build.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from forklift.oci.storelayout import StoreLayout
 
 if TYPE_CHECKING:
     from forklift.report.progress import EventSink
@@ -69,19 +72,20 @@ def _signature(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
-def _path(store_root: Path, key: str) -> Path:
-    return store_root / "cache" / "memo" / f"{key}.json"
+def _path(layout: StoreLayout, key: str) -> Path:
+    return layout.build_memo / f"{key}.json"
 
 
 def load_valid(store_root: Path, key: str, context: Path) -> dict[str, Any] | None:
     """The memo for ``key`` if everything it recorded is unchanged, else None."""
+    layout = StoreLayout(store_root)
     try:
-        doc: dict[str, Any] = json.loads(_path(store_root, key).read_text())
-        if _signature(store_root / "refs.json") != doc["refs"]:
+        doc: dict[str, Any] = json.loads(_path(layout, key).read_text())
+        if _signature(layout.refs) != doc["refs"]:
             return None
         for digest in doc["blobs"]:
             algo, _, hexpart = str(digest).partition(":")
-            if not (store_root / "blobs" / algo / hexpart).is_file():
+            if not layout.blob(algo, hexpart).is_file():
                 return None
         reads: dict[str, Any] = doc["reads"]
         if "" in reads and _signature(context) != reads[""]:
@@ -114,10 +118,9 @@ def save(store_root: Path, key: str, doc: dict[str, Any], reads: Mapping[str, li
     for sig in reads.values():
         if sig and now - max(sig[1], sig[3]) < _RACY_SECONDS * 1e9:
             return False
-    full = {**doc, "refs": _signature(store_root / "refs.json"), "reads": dict(reads)}
-    path = _path(store_root, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(full, sort_keys=True))
-    os.replace(tmp, path)
+    from forklift.fsatomic import atomic_write  # after a full build only: not on the fast path
+
+    layout = StoreLayout(store_root)
+    full = {**doc, "refs": _signature(layout.refs), "reads": dict(reads)}
+    atomic_write(_path(layout, key), json.dumps(full, sort_keys=True), durable=False, parents=True)
     return True

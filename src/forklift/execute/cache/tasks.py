@@ -5,7 +5,7 @@ entries into the local cache before the stages run (a missing cache only warns);
 ``export_cache_to`` writes the steps this build used (``stage_cache_keys``) after the targets are
 written (``ignore-error=true`` turns a failure into a warning). Each is reported as a progress
 vertex of its own, which a memo replay does not repeat. The transfer itself is
-``execute.cache_transfer``; it is imported only when a spec is given.
+``execute.cache.remote``; it is imported only when a spec is given.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from forklift.errors import ForkliftError
 from forklift.report.progress import EventSink, StepDone, StepStarted
 
 if TYPE_CHECKING:
-    from forklift.execute.cache_transfer import CacheDestination, CacheSource, StageCacheKeys
+    from forklift.execute.cache.recording import StageCacheKeys
+    from forklift.execute.cache.specs import CacheDestination, CacheSource
     from forklift.execute.engine import BuildEnv, StageResult
 
 
@@ -28,7 +29,7 @@ def parse_cache_specs(
     """``cache_to`` and ``cache_from`` parsed (ForkliftError for a bad spec); none: nothing imported."""
     if not cache_to and not cache_from:
         return [], []
-    from forklift.execute.cache_transfer import parse_cache_from, parse_cache_to
+    from forklift.execute.cache.specs import parse_cache_from, parse_cache_to
 
     to = [parse_cache_to(d) if isinstance(d, str) else d for d in cache_to]
     sources = [parse_cache_from(s) if isinstance(s, str) else s for s in cache_from]
@@ -37,7 +38,7 @@ def parse_cache_specs(
 
 def stage_cache_keys(results: Mapping[str, StageResult], finals: set[str]) -> list[StageCacheKeys]:
     """What ``export_cache`` takes: each built stage's step keys (stage order), the targets final."""
-    from forklift.execute.cache_transfer import StageCacheKeys
+    from forklift.execute.cache.recording import StageCacheKeys
 
     ordered = sorted(results.values(), key=lambda r: r.index)
     return [StageCacheKeys(r.name, r.keys, final=r.name in finals) for r in ordered]
@@ -54,7 +55,7 @@ def import_cache_from(
     env: BuildEnv, source: CacheSource, insecure: frozenset[str], events: EventSink
 ) -> None:
     """``--cache-from``: the export's entries into the local cache (a missing cache is a warning)."""
-    from forklift.execute.cache_transfer import import_cache
+    from forklift.execute.cache.remote import import_cache
     from forklift.oci.registry.client import RegistryOptions
     from forklift.report.progress import StepFailed, StepLog
 
@@ -89,7 +90,7 @@ def export_cache_to(
     events: EventSink,
 ) -> None:
     """``--cache-to``: export the steps this build used; with ``ignore-error=true`` a failure warns."""
-    from forklift.execute.cache_transfer import export_cache
+    from forklift.execute.cache.remote import export_cache
     from forklift.oci.registry.client import RegistryOptions
     from forklift.report.progress import StepFailed, StepLog
 
